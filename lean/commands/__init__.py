@@ -1,0 +1,1 @@
+"""Subcommands of the `lean` CLI, one module each with `register(subparsers)`."""

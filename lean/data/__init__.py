@@ -1,0 +1,1 @@
+"""FSD50K-format datasets: reading, audio decoding and caching, windowing, tf.data pipelines."""

@@ -1,0 +1,1 @@
+"""Family of audio tagging models, built by name through `registry`."""
