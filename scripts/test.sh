@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Runs the whole test suite from a fresh clone: installs system and Python dependencies first.
+# Usage: bash scripts/test.sh [pytest args...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# System packages: JDK + JUnit 4 for the Android demo's JVM module, adb for the harness tests.
+# (The loopback adbd itself is fetched by its test from Debian bookworm-backports.)
+need_apt=()
+command -v javac >/dev/null || need_apt+=(openjdk-17-jdk-headless)
+[ -f /usr/share/java/junit4.jar ] || need_apt+=(junit4)
+command -v adb >/dev/null || need_apt+=(adb)
+command -v unshare >/dev/null || need_apt+=(util-linux)
+command -v ip >/dev/null || need_apt+=(iproute2)
+if [ ${#need_apt[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ]; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
+    else
+        echo "note: not root, cannot install ${need_apt[*]}; the tests needing them will skip" >&2
+    fi
+fi
+
+# Python environment: a venv in .venv with the project (editable) and its test extras.
+PYTHON=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e ".[test]"
+
+exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
