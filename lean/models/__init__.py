@@ -1,1 +1,9 @@
 """Family of audio tagging models, built by name through `registry`."""
+
+import importlib
+
+# Family modules, each registering its builders on import. A new family is one module here.
+FAMILY_MODULES = ("lean.models.lean",)
+
+for _module in FAMILY_MODULES:
+    importlib.import_module(_module)

@@ -1,0 +1,183 @@
+"""YAMNet's log-mel frontend as TFLite-builtin TF ops: waveform -> log-mel patch."""
+
+from __future__ import annotations
+
+import functools
+
+import keras
+import numpy as np
+
+from lean.config import FrontendConfig
+from lean.errors import LeanError
+
+# Every frontend op lives under this name scope (the layer's name), so that export can keep
+# the frontend in float32 and quantize only the rest (int8 destroys log-mel values).
+FRONTEND_LAYER_NAME = "log_mel_frontend"
+
+# How the magnitude spectrum is computed, and why (float32 TFLite, LiteRT 2.3 + XNNPACK,
+# 1 thread, median of 200 runs on this 2-core AVX2 host; the frontend alone, one 1 s window;
+# benchmarks/suite/frontend_formulations.py measures them side by side):
+#   tf.signal.stft + abs (RFFT2D + COMPLEX_ABS builtins)   see the script's table
+#   full DFT matmul, window separate, 512-pad [96,512]x[512,514]  25.8M MACs
+#   window folded into a [400, 514] DFT matrix                   20.1M MACs
+#   window folded, only the 235 bins the mel matrix uses [400, 470] 18.0M MACs  <- used
+# Magnitudes do not depend on where the 400 samples sit inside the 512-point FFT frame (a
+# shift only changes phase), so the zero padding disappears. Bins at or below 125 Hz and at or
+# above 7500 Hz carry zero mel weight (31.25 Hz bin spacing), so only bins 5..239 are computed.
+# The measured numbers are in the docstring of `benchmarks/suite/frontend_formulations.py`.
+
+
+def hertz_to_mel(frequencies_hertz: np.ndarray) -> np.ndarray:
+    """HTK-style mel scale as used by YAMNet: 1127 ln(1 + f / 700)."""
+    return 1127.0 * np.log1p(np.asarray(frequencies_hertz, dtype=np.float64) / 700.0)
+
+
+def mel_weight_matrix(config: FrontendConfig) -> np.ndarray:
+    """YAMNet's [fft_length // 2 + 1, mel_bands] triangular mel matrix (float64).
+
+    Same construction as `tf.signal.linear_to_mel_weight_matrix`: triangles equally spaced in
+    mel between mel_min_hz and mel_max_hz, evaluated at each FFT bin's mel value; DC row zero.
+    """
+    num_bins = config.fft_length // 2 + 1
+    bin_mels = hertz_to_mel(np.linspace(0.0, config.sample_rate / 2.0, num_bins))[:, None]
+    edges = np.linspace(
+        hertz_to_mel(config.mel_min_hz), hertz_to_mel(config.mel_max_hz), config.mel_bands + 2
+    )
+    lower, center, upper = edges[:-2], edges[1:-1], edges[2:]
+    rising = (bin_mels - lower) / (center - lower)
+    falling = (upper - bin_mels) / (upper - center)
+    weights = np.maximum(0.0, np.minimum(rising, falling))
+    weights[0, :] = 0.0
+    return weights
+
+
+def used_bins(config: FrontendConfig) -> tuple[int, int]:
+    """[first, stop) range of FFT bins with any non-zero mel weight."""
+    nonzero = np.flatnonzero(mel_weight_matrix(config).any(axis=1))
+    return int(nonzero[0]), int(nonzero[-1]) + 1
+
+
+@functools.lru_cache(maxsize=8)
+def frontend_matrices(config: FrontendConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(windowed DFT [window, 2 * bins] with cos columns then -sin columns, mel [bins, bands]).
+
+    The periodic Hann window is folded into the DFT rows; only the bins the mel matrix uses
+    are kept. Both float32.
+    """
+    window = config.window_samples
+    n = np.arange(window)
+    hann = 0.5 - 0.5 * np.cos(2.0 * np.pi * n / window)  # periodic, as tf.signal.hann_window
+    first, stop = used_bins(config)
+    k = np.arange(first, stop)
+    phase = 2.0 * np.pi * np.outer(n, k) / config.fft_length
+    dft = np.concatenate([np.cos(phase), -np.sin(phase)], axis=1) * hann[:, None]
+    mel = mel_weight_matrix(config)[first:stop]
+    return dft.astype(np.float32), mel.astype(np.float32)
+
+
+def _log_mel_from_frames(frames, config: FrontendConfig):
+    """[..., frames, window] float32 -> [..., frames, mel_bands] log-mel (TF ops)."""
+    import tensorflow as tf
+
+    dft, mel = frontend_matrices(config)
+    num_bins = mel.shape[0]
+    # spectrum has shape [..., frames, 2 * bins]: real parts, then imaginary parts.
+    spectrum = tf.matmul(frames, tf.constant(dft, name="windowed_dft"))
+    power = tf.square(spectrum)
+    # magnitude has shape [..., frames, bins].
+    magnitude = tf.sqrt(power[..., :num_bins] + power[..., num_bins:])
+    mel_spectrum = tf.matmul(magnitude, tf.constant(mel, name="mel_matrix"))
+    return tf.math.log(mel_spectrum + config.log_offset)
+
+
+def _patch_frames(waveform, config: FrontendConfig):
+    """[B, samples] -> [B, patch_frames, window] frames, from static slices (no gather).
+
+    With YAMNet's 400/160 window/hop, a frame spans hop blocks k, k+1 and half of k+2, so
+    the frames are three shifted slices of the waveform viewed as [B, blocks, hop].
+    """
+    import tensorflow as tf
+
+    hop, window, count = config.hop_samples, config.window_samples, config.patch_frames
+    whole_hops, remainder = divmod(window, hop)
+    blocks_needed = count + whole_hops + (1 if remainder else 0) - 1
+    blocks = tf.reshape(waveform[:, : blocks_needed * hop], [-1, blocks_needed, hop])
+    # Each piece has shape [B, patch_frames, hop] (the last one [B, patch_frames, remainder]).
+    pieces = [blocks[:, shift : shift + count, :] for shift in range(whole_hops)]
+    if remainder:
+        pieces.append(blocks[:, whole_hops : whole_hops + count, :remainder])
+    return tf.concat(pieces, axis=-1)
+
+
+@keras.saving.register_keras_serializable(package="lean")
+class LogMelFrontend(keras.layers.Layer):
+    """YAMNet's log-mel patch: waveform [B, samples] -> log-mel [B, patch_frames, mel_bands].
+
+    With the default config: [B, 16000] -> [B, 96, 64], from the first 15,600 samples
+    (96 frames of 400 samples, hop 160). No trainable weights; builtin TFLite ops only.
+    """
+
+    def __init__(self, frontend_config: FrontendConfig | dict | None = None, **kwargs):
+        kwargs.setdefault("name", FRONTEND_LAYER_NAME)
+        super().__init__(**kwargs)
+        if isinstance(frontend_config, dict):
+            frontend_config = FrontendConfig(**frontend_config)
+        self.frontend_config = frontend_config or FrontendConfig()
+        cfg = self.frontend_config
+        self.min_samples = (cfg.patch_frames - 1) * cfg.hop_samples + cfg.window_samples
+
+    def call(self, waveform):
+        # frames has shape [B, patch_frames, window_samples].
+        frames = _patch_frames(waveform, self.frontend_config)
+        # log_mel has shape [B, patch_frames, mel_bands].
+        return _log_mel_from_frames(frames, self.frontend_config)
+
+    def compute_output_shape(self, input_shape):
+        cfg = self.frontend_config
+        return (input_shape[0], cfg.patch_frames, cfg.mel_bands)
+
+    def get_config(self):
+        import dataclasses
+
+        return {**super().get_config(), "frontend_config": dataclasses.asdict(self.frontend_config)}
+
+
+def waveform_to_log_mel(
+    waveform: np.ndarray, sample_rate: int = 16000, config: FrontendConfig | None = None
+) -> np.ndarray:
+    """Log-mel spectrogram of a 1-D waveform, YAMNet's features, all frames (no padding).
+
+    Args:
+        waveform: 1-D float waveform in [-1, 1].
+        sample_rate: its sample rate; other rates are resampled (soxr) to the config's.
+        config: the frontend parameters (default: YAMNet's).
+    Returns:
+        float32 array [1 + (samples - window) // hop, mel_bands].
+    """
+    import tensorflow as tf
+
+    config = config or FrontendConfig()
+    waveform = np.asarray(waveform, dtype=np.float32)
+    if waveform.ndim != 1:
+        raise LeanError(f"waveform_to_log_mel: expected a 1-D waveform, got shape {waveform.shape}")
+    if sample_rate != config.sample_rate:
+        import soxr
+
+        waveform = soxr.resample(waveform, sample_rate, config.sample_rate).astype(np.float32)
+    if waveform.shape[0] < config.window_samples:
+        raise LeanError(
+            f"waveform_to_log_mel: {waveform.shape[0]} samples, need at least "
+            f"{config.window_samples} for one frame"
+        )
+    frames = tf.signal.frame(waveform, config.window_samples, config.hop_samples)
+    return _log_mel_from_frames(frames, config).numpy()
+
+
+__all__ = [
+    "FRONTEND_LAYER_NAME",
+    "LogMelFrontend",
+    "frontend_matrices",
+    "hertz_to_mel",
+    "mel_weight_matrix",
+    "waveform_to_log_mel",
+]
