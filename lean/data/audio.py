@@ -67,32 +67,44 @@ def _decode(path: Path) -> tuple[np.ndarray, int]:
     if size == 0:
         raise BadAudioError(f"{path}: empty file (0 bytes)")
     try:
-        with soundfile.SoundFile(str(path)) as handle:
+        handle = soundfile.SoundFile(str(path))
+    except (soundfile.LibsndfileError, RuntimeError, ValueError, OSError) as error:
+        return _decode_fallback(path, _libsndfile_reason(error))
+    try:
+        with handle:
             declared_frames, source_rate, audio_format = handle.frames, handle.samplerate, handle.format
             samples = handle.read(dtype="float32", always_2d=True)
-    except soundfile.LibsndfileError as error:
-        message = str(error.error_string or error).strip().rstrip(".")
-        if "not recognised" in message.lower() or "unknown format" in message.lower():
-            return _decode_fallback(path, message)
-        raise BadAudioError(f"{path}: truncated or corrupt audio ({message})") from None
-    except (RuntimeError, ValueError, OSError) as error:
-        raise BadAudioError(f"{path}: cannot decode ({error})") from None
+    except (soundfile.LibsndfileError, RuntimeError, ValueError, OSError) as error:
+        raise BadAudioError(f"{path}: truncated or corrupt audio ({_libsndfile_reason(error)})") from None
     if source_rate <= 0:
         raise BadAudioError(f"{path}: invalid sample rate {source_rate}")
     _check_complete(path, audio_format, samples.shape[0], declared_frames)
     return samples, source_rate
 
 
-def _decode_fallback(path: Path, soundfile_message: str) -> tuple[np.ndarray, int]:
-    """Formats libsndfile cannot open (e.g. MP3 with an old libsndfile): librosa/audioread."""
+def _libsndfile_reason(error: Exception) -> str:
+    reason = str(getattr(error, "error_string", "") or error).strip().rstrip(".")
+    # libsndfile's MP3 reader says this of any existing file it cannot parse.
+    if "does not exist" in reason:
+        return "unrecognised format"
+    return reason.removeprefix("Error : ")
+
+
+def _decode_fallback(path: Path, reason: str) -> tuple[np.ndarray, int]:
+    """Formats libsndfile cannot open (e.g. MP3 before libsndfile 1.1): librosa/audioread."""
+    not_audio = BadAudioError(f"{path}: not a readable audio file ({reason})")
     if path.suffix.lower() not in (".mp3", ".m4a", ".aac", ".mp4"):
-        raise BadAudioError(f"{path}: not a readable audio file ({soundfile_message})")
+        raise not_audio
     try:
+        import warnings
+
         import librosa
 
-        samples, source_rate = librosa.load(str(path), sr=None, mono=False, dtype=np.float32)
-    except Exception as error:  # audioread raises many unrelated types, all meaning "can't"
-        raise BadAudioError(f"{path}: cannot decode ({type(error).__name__}: {error})") from None
+        with warnings.catch_warnings():  # librosa warns that audioread is deprecated
+            warnings.simplefilter("ignore")
+            samples, source_rate = librosa.load(str(path), sr=None, mono=False, dtype=np.float32)
+    except Exception:  # audioread raises many unrelated types (no backend, decode error...)
+        raise not_audio from None
     samples = np.atleast_2d(samples).T  # librosa: [channels, frames] -> [frames, channels]
     return np.ascontiguousarray(samples, dtype=np.float32), int(source_rate)
 

@@ -1,0 +1,66 @@
+"""Metrics against values worked out by hand on small arrays."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from lean.metrics import d_prime, multilabel_metrics, single_label_metrics
+
+LABELS = ["ranked", "perfect", "absent", "everywhere"]
+# Columns: "ranked" (scores .9 .8 .3 .1 for targets 1 0 1 0), "perfect" (positives on top),
+# "absent" (no positives: AP and AUC undefined), "everywhere" (no negatives: AUC undefined).
+Y_TRUE = np.array([[1, 0, 0, 1], [0, 1, 0, 1], [1, 0, 0, 1], [0, 0, 0, 1]])
+Y_SCORE = np.array([[0.9, 0.2, 0.5, 0.3], [0.8, 0.7, 0.1, 0.6], [0.3, 0.1, 0.2, 0.2], [0.1, 0.3, 0.9, 0.1]])
+
+
+def test_per_class_values_and_means_match_hand_computation():
+    result = multilabel_metrics(Y_TRUE, Y_SCORE, LABELS)
+    per_class = {entry["label"]: entry for entry in result["per_class"]}
+    # "ranked": precision at the two positives is 1/1 and 2/3 -> AP 5/6; 3 of 4 pos-neg pairs
+    # are ordered correctly -> AUC 0.75.
+    assert per_class["ranked"]["ap"] == pytest.approx(5 / 6)
+    assert per_class["ranked"]["auc"] == pytest.approx(0.75)
+    assert per_class["perfect"]["ap"] == pytest.approx(1.0)
+    assert per_class["perfect"]["auc"] == pytest.approx(1.0)
+    assert per_class["absent"] == {"label": "absent", "ap": None, "auc": None, "positives": 0}
+    assert per_class["everywhere"] == {"label": "everywhere", "ap": 1.0, "auc": None, "positives": 4}
+    assert result["mAP"] == pytest.approx((5 / 6 + 1.0 + 1.0) / 3)
+    assert result["mAUC"] == pytest.approx((0.75 + 1.0) / 2)
+    # Phi^-1(0.875) = 1.150349; times sqrt(2) = 1.626840.
+    assert result["d_prime"] == pytest.approx(1.626840, abs=1e-5)
+    assert result["classes_without_positives"] == ["absent"]
+    assert result["classes_without_negatives"] == ["everywhere"]
+    assert (result["num_classes"], result["num_classes_ap"], result["num_classes_auc"]) == (4, 3, 2)
+
+
+def test_chance_and_perfect_d_prime():
+    assert d_prime(0.5) == pytest.approx(0.0)
+    assert d_prime(1.0) == math.inf
+
+
+def test_multilabel_input_checks():
+    with pytest.raises(ValueError, match=r"must both be \[N, 4\]"):
+        multilabel_metrics(Y_TRUE[:, :3], Y_SCORE, LABELS)
+    with pytest.raises(ValueError, match="only 0 and 1"):
+        multilabel_metrics(Y_TRUE * 2, Y_SCORE, LABELS)
+    with pytest.raises(ValueError, match="NaN"):
+        multilabel_metrics(Y_TRUE, Y_SCORE * np.nan, LABELS)
+
+
+def test_single_label_metrics_match_hand_computation():
+    labels = ["a", "b", "c", "d"]
+    y_true = np.array([0, 0, 1, 1, 2, 2])
+    predicted = np.array([0, 1, 1, 1, 2, 0])
+    y_score = np.eye(4)[predicted] * 0.8 + 0.05
+    result = single_label_metrics(y_true, y_score, labels)
+    assert result["accuracy"] == pytest.approx(4 / 6)
+    # Recall a 1/2, b 2/2, c 1/2. F1 a 2*.5*.5/1 = .5, b 2*(2/3)*1/(5/3) = .8, c 2*1*.5/1.5 = 2/3.
+    assert result["macro_recall"] == pytest.approx((0.5 + 1.0 + 0.5) / 3)
+    assert result["macro_f1"] == pytest.approx((0.5 + 0.8 + 2 / 3) / 3)
+    assert result["classes_without_examples"] == ["d"]
+    assert result["per_class"][3] == {"label": "d", "recall": None, "f1": None, "support": 0}
+    one_hot = single_label_metrics(np.eye(4)[y_true], y_score, labels)
+    assert one_hot["macro_f1"] == result["macro_f1"]
