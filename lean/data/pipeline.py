@@ -1,0 +1,207 @@
+"""tf.data pipelines of 1 s training windows, each with its clip's multi-hot labels, from the cache."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Optional, Sequence
+
+import numpy as np
+
+from lean.data.audio import AudioCache
+from lean.data.fsd50k import Clip, Dataset
+from lean.data.windows import training_windows
+from lean.errors import LeanError
+
+# Decoding is I/O and C code (libsndfile, soxr) that releases the GIL: a few threads pay off.
+DECODE_THREADS = max(2, min(8, os.cpu_count() or 2))
+# Clips decoded ahead of the one being used, so decoding overlaps the model's work.
+DECODE_LOOKAHEAD = 32
+
+
+def default_cache_dir() -> Path:
+    """Where decoded 16 kHz audio is cached: $LEAN_CACHE_DIR, else the user's cache folder."""
+    if os.environ.get("LEAN_CACHE_DIR"):
+        return Path(os.environ["LEAN_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "lean" / "audio"
+
+
+@dataclass
+class WindowIndex:
+    """Every 1 s training window of a split: which clip it comes from and its position there."""
+
+    clips: list[Clip]
+    clip_of_window: np.ndarray  # int64 [num_windows], index into `clips`
+    window_in_clip: np.ndarray  # int64 [num_windows]
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
+
+    @property
+    def num_windows(self) -> int:
+        return int(len(self.clip_of_window))
+
+
+def decode_ahead(keys: Iterable, load: Callable, lookahead: int = DECODE_LOOKAHEAD) -> Iterator:
+    """Yields `(key, audio or LeanError)` in order while later keys decode in threads."""
+    def attempt(key):
+        try:
+            return load(key)
+        except LeanError as error:
+            return error
+
+    keys = iter(keys)
+    with ThreadPoolExecutor(DECODE_THREADS) as pool:
+        pending = deque()
+        for key in keys:
+            pending.append((key, pool.submit(attempt, key)))
+            if len(pending) >= lookahead:
+                break
+        while pending:
+            key, future = pending.popleft()
+            next_key = next(keys, None)
+            if next_key is not None:
+                pending.append((next_key, pool.submit(attempt, next_key)))
+            yield key, future.result()
+
+
+def build_window_index(clips: Sequence[Clip], cache: AudioCache, window_samples: int,
+                       on_bad_audio: str = "skip", desc: str = "indexing windows",
+                       progress: bool = True) -> WindowIndex:
+    """Decodes every clip once (filling the cache) and lists its training windows.
+
+    Args:
+        clips: the clips of one split.
+        cache: the decoded-audio cache the pipeline will read from.
+        window_samples: samples per window (16000 for 1 s at 16 kHz).
+        on_bad_audio: "skip" (listed in `.skipped`) or "fail" (raise the file's error).
+
+    Returns:
+        The `WindowIndex` of the clips that decoded.
+    """
+    from tqdm import tqdm
+
+    if on_bad_audio not in ("skip", "fail"):
+        raise LeanError(f"--on-bad-audio must be skip or fail, not '{on_bad_audio}'")
+    kept, clip_of_window, window_in_clip, skipped = [], [], [], []
+    decoded = decode_ahead(clips, lambda clip: cache.load(clip.path))
+    for clip, audio in tqdm(decoded, total=len(clips), desc=desc, unit="clip",
+                            disable=not progress, leave=False):
+        if isinstance(audio, LeanError):
+            if on_bad_audio == "fail":
+                raise audio
+            skipped.append((str(clip.path), str(audio)))
+            continue
+        count = count_training_windows(len(audio), window_samples)
+        clip_of_window.append(np.full(count, len(kept), dtype=np.int64))
+        window_in_clip.append(np.arange(count, dtype=np.int64))
+        kept.append(clip)
+    empty = np.zeros(0, dtype=np.int64)
+    return WindowIndex(
+        clips=kept,
+        clip_of_window=np.concatenate(clip_of_window) if clip_of_window else empty,
+        window_in_clip=np.concatenate(window_in_clip) if window_in_clip else empty,
+        skipped=skipped,
+    )
+
+
+def count_training_windows(num_samples: int, window_samples: int) -> int:
+    """How many windows `training_windows` cuts from a clip of `num_samples` samples."""
+    # Asked of the windowing code itself so that the index can never disagree with it.
+    probe = np.zeros(num_samples, dtype=np.float32)
+    return int(training_windows(probe, window_samples).shape[0])
+
+
+class WindowReader:
+    """Reads window k of clip c from the cache, as `training_windows` cuts it."""
+
+    def __init__(self, index: WindowIndex, cache: AudioCache, window_samples: int,
+                 label_matrix: np.ndarray):
+        self.index = index
+        self.cache = cache
+        self.window_samples = window_samples
+        self.label_matrix = label_matrix
+
+    def read(self, window_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        windows = np.empty((len(window_ids), self.window_samples), dtype=np.float32)
+        for row, window_id in enumerate(window_ids):
+            clip_id = self.index.clip_of_window[window_id]
+            audio = self.cache.load(self.index.clips[clip_id].path)
+            windows[row] = self._window(audio, int(self.index.window_in_clip[window_id]))
+        labels = self.label_matrix[self.index.clip_of_window[window_ids]]
+        return windows, labels
+
+    def _window(self, audio: np.ndarray, position: int) -> np.ndarray:
+        start = position * self.window_samples
+        if start + self.window_samples <= len(audio):
+            return audio[start:start + self.window_samples]  # the common case: a plain slice
+        return training_windows(np.asarray(audio), self.window_samples)[position]
+
+
+def build_window_dataset(index: WindowIndex, dataset: Dataset, cache: AudioCache,
+                         window_samples: int, batch_size: int, shuffle_seed: Optional[int] = None,
+                         epochs: Optional[tuple[int, int]] = None,
+                         max_windows_per_epoch: Optional[int] = None):
+    """A batched, prefetching tf.data pipeline of (windows [B, W], multi-hot labels [B, C]).
+
+    Args:
+        index: the split's windows (from `build_window_index`).
+        dataset: gives the multi-hot label matrix.
+        cache: decoded audio, memory-mapped by the readers.
+        window_samples: samples per window.
+        batch_size: windows per batch; each epoch ends with its own (possibly partial) batch.
+        shuffle_seed: None: windows in order, one pass (validation). Else the windows of epoch
+            e are a permutation drawn from (seed, e) alone, so a resumed run sees exactly the
+            order an uninterrupted one would have seen.
+        epochs: (first, end) epoch numbers to generate when shuffling (training).
+        max_windows_per_epoch: keep only this many windows of each epoch's permutation.
+
+    Returns:
+        `tf.data.Dataset` of `(windows, labels)` float32 batches.
+    """
+    import tensorflow as tf
+
+    reader = WindowReader(index, cache, window_samples, dataset.label_matrix(index.clips))
+    num_classes = dataset.num_classes
+    num_windows = index.num_windows
+    if num_windows == 0:
+        raise LeanError(f"{dataset.root}: no usable windows in this split")
+
+    def read_batch(window_ids):
+        windows, labels = tf.numpy_function(
+            reader.read, [window_ids], (tf.float32, tf.float32), stateful=False
+        )
+        windows.set_shape([None, window_samples])
+        labels.set_shape([None, num_classes])
+        return windows, labels
+
+    if shuffle_seed is None:
+        ids = tf.data.Dataset.range(num_windows).batch(batch_size)
+    else:
+        first, end = epochs
+        per_epoch = min(num_windows, max_windows_per_epoch or num_windows)
+
+        def epoch_ids(epoch):
+            order = tf.random.experimental.stateless_shuffle(
+                tf.range(num_windows, dtype=tf.int64),
+                seed=tf.stack([tf.cast(shuffle_seed, tf.int64), epoch]),
+            )
+            return tf.data.Dataset.from_tensor_slices(order[:per_epoch]).batch(batch_size)
+
+        ids = tf.data.Dataset.range(first, end).flat_map(epoch_ids)
+    options = tf.data.Options()
+    options.deterministic = True
+    return (
+        ids.map(read_batch, num_parallel_calls=tf.data.AUTOTUNE)
+        .prefetch(tf.data.AUTOTUNE)
+        .with_options(options)
+    )
+
+
+def steps_per_epoch(num_windows: int, batch_size: int,
+                    max_windows_per_epoch: Optional[int] = None) -> int:
+    per_epoch = min(num_windows, max_windows_per_epoch or num_windows)
+    return int(math.ceil(per_epoch / batch_size))

@@ -1,0 +1,273 @@
+"""Clip-level evaluation as in the paper: 50 %-overlap 1 s windows, pooled scores, mAP/mAUC/d'."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Optional
+
+import numpy as np
+
+from lean.config import EvalConfig
+from lean.errors import LeanError
+
+@dataclass
+class WindowScores:
+    """Every window's scores and where it came from."""
+
+    scores: np.ndarray  # float32 [num_windows, C]
+    clip_of_window: np.ndarray  # int64 [num_windows], index among the clips that decoded
+    window_starts: np.ndarray  # int64 [num_windows], start sample within its clip
+    keys: list  # the clips (or files) that decoded, in order
+    failures: list  # (key, error) of those that did not
+
+    @property
+    def num_windows(self) -> int:
+        return int(len(self.scores))
+
+
+def score_windows(predictor, decoded: Iterable, hop_fraction: float, total: Optional[int] = None,
+                  desc: str = "evaluating", progress: bool = True) -> WindowScores:
+    """Cuts each decoded clip into overlapping windows and predicts them in large batches.
+
+    Args:
+        predictor: a `lean.inference.Predictor`.
+        decoded: `(key, audio float32 [samples] or LeanError)` pairs, e.g. from
+            `lean.data.pipeline.decode_ahead`.
+        hop_fraction: window hop as a fraction of the window (0.5 in the paper).
+        total: number of pairs, for the progress bar.
+
+    Returns:
+        `WindowScores`; clips that failed to decode are in `.failures`, not scored.
+    """
+    from tqdm import tqdm
+
+    from lean.data.windows import eval_window_starts, eval_windows
+
+    window_samples = predictor.window_samples
+    # Predict once this many windows are waiting: the predictor's batch, or a LiteRT loop's chunk.
+    flush_at = max(getattr(predictor, "batch_size", 256), 64)
+    keys, failures = [], []
+    pending, pending_count, results = [], 0, []
+    clip_ids, starts = [], []
+
+    def flush():
+        nonlocal pending, pending_count
+        if pending:
+            results.append(predictor.predict(np.concatenate(pending)))
+            pending, pending_count = [], 0
+
+    bar = tqdm(total=total, desc=desc, unit="clip", disable=not progress, leave=False)
+    for key, audio in decoded:
+        bar.update(1)
+        if isinstance(audio, LeanError):
+            failures.append((key, audio))
+            continue
+        windows = eval_windows(audio, window_samples, hop_fraction)
+        clip_starts = eval_window_starts(max(len(audio), window_samples), window_samples,
+                                         hop_fraction)
+        clip_ids.append(np.full(len(windows), len(keys), dtype=np.int64))
+        starts.append(clip_starts)
+        keys.append(key)
+        pending.append(windows)
+        pending_count += len(windows)
+        if pending_count >= flush_at:
+            flush()
+    flush()
+    bar.close()
+    num_classes = predictor.num_classes
+    return WindowScores(
+        scores=np.concatenate(results) if results else np.zeros((0, num_classes), np.float32),
+        clip_of_window=np.concatenate(clip_ids) if clip_ids else np.zeros(0, np.int64),
+        window_starts=np.concatenate(starts) if starts else np.zeros(0, np.int64),
+        keys=keys,
+        failures=failures,
+    )
+
+
+def host_description(predictor=None) -> dict:
+    """Where a measurement was taken: CPU model, core count, platform, and any GPU in use."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    host = {"cpu": cpu, "cpu_count": os.cpu_count(), "platform": platform.platform(),
+            "python": sys.version.split()[0]}
+    if getattr(predictor, "kind", None) == "keras":
+        import tensorflow as tf
+
+        host["gpus"] = [gpu.name for gpu in tf.config.list_physical_devices("GPU")]
+        host["tensorflow"] = tf.__version__
+    elif getattr(predictor, "kind", None) == "tflite":
+        from importlib.metadata import version
+
+        host["ai_edge_litert"] = version("ai-edge-litert")
+    return host
+
+
+def evaluate(predictor, dataset, split: str, eval_config: EvalConfig = EvalConfig(),
+             cache=None, on_bad_audio: str = "skip", plots_dir: Optional[str | Path] = None,
+             progress: bool = True) -> dict:
+    """Evaluates a predictor on one split, the way `lean eval` reports it.
+
+    Args:
+        predictor: from `lean.inference.load_predictor` (Keras or LiteRT).
+        dataset: a `lean.data.fsd50k.Dataset` with the predictor's vocabulary.
+        split: "eval", "val" or "train".
+        eval_config: window hop and score aggregation.
+        cache: a `lean.data.audio.AudioCache` (default: the user cache folder).
+        on_bad_audio: "skip" (counted and listed in the result) or "fail".
+        plots_dir: when set, PR curves and per-class AP bars are written there as PNG.
+        progress: tqdm bar on stderr.
+
+    Returns:
+        dict with mAP, mAUC, d_prime, num_clips, num_windows, model, per_class, host, timing and
+        the skipped files.
+    """
+    from lean.data.audio import AudioCache
+    from lean.data.pipeline import decode_ahead, default_cache_dir
+    from lean.data.windows import aggregate_clip_scores
+    from lean.metrics import multilabel_metrics
+
+    if on_bad_audio not in ("skip", "fail"):
+        raise LeanError(f"on_bad_audio must be skip or fail, not '{on_bad_audio}'")
+    _check_vocabulary(predictor, dataset)
+    cache = cache or AudioCache(default_cache_dir(), predictor.sample_rate)
+    clips = dataset.clips(split)
+    if not clips:
+        raise LeanError(f"{dataset.root}: the {split} split has no clips")
+
+    started = time.perf_counter()
+    decoded = decode_ahead(clips, lambda clip: cache.load(clip.path))
+    result = score_windows(predictor, decoded, eval_config.window_hop_fraction, total=len(clips),
+                           desc=f"evaluating {split}", progress=progress)
+    if result.failures and on_bad_audio == "fail":
+        raise result.failures[0][1]
+    if not result.keys:
+        raise LeanError(f"{dataset.root}: every {split} clip failed to decode")
+    clip_scores = aggregate_clip_scores(result.scores, result.clip_of_window,
+                                        eval_config.aggregation, num_clips=len(result.keys))
+    seconds = time.perf_counter() - started
+    y_true = dataset.label_matrix(result.keys)
+    metrics = multilabel_metrics(y_true, clip_scores, dataset.labels)
+    report = {
+        "model": str(predictor.path),
+        "model_kind": predictor.kind,
+        "data": str(dataset.root),
+        "split": split,
+        "aggregation": eval_config.aggregation,
+        "window_hop_fraction": eval_config.window_hop_fraction,
+        "window_samples": predictor.window_samples,
+        "sample_rate": predictor.sample_rate,
+        "num_clips": len(result.keys),
+        "num_windows": result.num_windows,
+        "num_skipped": len(result.failures),
+        "skipped_files": [f"{clip.path}\t{error}" for clip, error in result.failures],
+        **metrics,
+        "seconds": round(seconds, 3),
+        "windows_per_second": round(result.num_windows / seconds, 1) if seconds > 0 else None,
+        "host": host_description(predictor),
+    }
+    if plots_dir is not None:
+        from lean.plots import write_evaluation_plots
+
+        report["plots"] = [str(path) for path in
+                           write_evaluation_plots(y_true, clip_scores, metrics["per_class"],
+                                                  plots_dir, title=Path(predictor.path).name)]
+    return report
+
+
+def _check_vocabulary(predictor, dataset) -> None:
+    model_labels, data_labels = tuple(predictor.labels), tuple(dataset.labels)
+    if model_labels == data_labels:
+        return
+    if len(model_labels) != len(data_labels):
+        raise LeanError(
+            f"{predictor.path}: model has {len(model_labels)} classes, dataset {dataset.root} has "
+            f"{len(data_labels)}"
+        )
+    row = next(i for i, (a, b) in enumerate(zip(model_labels, data_labels)) if a != b)
+    raise LeanError(
+        f"{predictor.path}: class {row} is '{model_labels[row]}' in the model but "
+        f"'{data_labels[row]}' in {dataset.root}'s vocabulary"
+    )
+
+
+# Relative AP improvements counted in the paper's Table II style comparison.
+IMPROVEMENT_THRESHOLDS = (0.05, 0.10, 0.20)
+
+
+def compare_evaluations(baseline: dict, candidate: dict, top: int = 10) -> dict:
+    """Per-class AP of `candidate` (B) against `baseline` (A), as in the paper's Table II.
+
+    Relative improvement of a class = (AP_B - AP_A) / AP_A. Only classes scored (AP not None) in
+    both evaluations are compared. A class with AP_A = 0 and AP_B > 0 improved by an unbounded
+    amount: its `relative` is None and it counts toward every threshold.
+
+    Args:
+        baseline: a `lean eval` JSON (A).
+        candidate: a `lean eval` JSON (B).
+        top: how many largest gains and losses to list.
+
+    Returns:
+        dict with `classes_compared`, `improved` (count with AP_B > AP_A), `improved_by_at_least`
+        ({"5%": n, "10%": n, "20%": n}), `worsened`, `mAP_a`, `mAP_b`, `largest_gains`,
+        `largest_losses` (label, ap_a, ap_b, difference, relative) and the unmatched labels.
+    """
+    ap_a, ap_b = _scored_aps(baseline, "A"), _scored_aps(candidate, "B")
+    shared = [label for label in ap_a if label in ap_b]
+    if not shared:
+        raise LeanError("the two evaluations have no scored class in common")
+    rows = []
+    for label in shared:
+        a, b = ap_a[label], ap_b[label]
+        relative = (b - a) / a if a > 0 else None
+        rows.append({"label": label, "ap_a": a, "ap_b": b, "difference": b - a,
+                     "relative": relative})
+    by_difference = sorted(rows, key=lambda row: row["difference"])
+    return {
+        "a": {"model": baseline.get("model"), "split": baseline.get("split"),
+              "mAP": baseline.get("mAP")},
+        "b": {"model": candidate.get("model"), "split": candidate.get("split"),
+              "mAP": candidate.get("mAP")},
+        "classes_compared": len(rows),
+        "improved": sum(row["difference"] > 0 for row in rows),
+        "improved_by_at_least": {
+            f"{round(threshold * 100)}%": sum(_improved_by(row, threshold) for row in rows)
+            for threshold in IMPROVEMENT_THRESHOLDS
+        },
+        "worsened": sum(row["difference"] < 0 for row in rows),
+        "mAP_a_shared": float(np.mean([row["ap_a"] for row in rows])),
+        "mAP_b_shared": float(np.mean([row["ap_b"] for row in rows])),
+        "largest_gains": [row for row in by_difference[::-1][:top] if row["difference"] > 0],
+        "largest_losses": [row for row in by_difference[:top] if row["difference"] < 0],
+        "only_in_a": sorted(set(ap_a) - set(ap_b)),
+        "only_in_b": sorted(set(ap_b) - set(ap_a)),
+    }
+
+
+def _improved_by(row: dict, threshold: float) -> bool:
+    if row["relative"] is None:
+        return row["difference"] > 0
+    return row["relative"] >= threshold
+
+
+def _scored_aps(report: dict, name: str) -> dict:
+    per_class = report.get("per_class") if isinstance(report, dict) else None
+    if not isinstance(per_class, list):
+        raise LeanError(f"evaluation {name} has no per_class list: not a `lean eval` JSON")
+    aps = {}
+    for row, entry in enumerate(per_class):
+        if not isinstance(entry, dict) or "label" not in entry or "ap" not in entry:
+            raise LeanError(f"evaluation {name}: per_class entry {row} lacks label or ap")
+        if entry["ap"] is not None:
+            aps[entry["label"]] = float(entry["ap"])
+    return aps
