@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lean.data.windows import aggregate_clip_scores, eval_window_starts, eval_windows, training_windows
+from lean.data.windows import (
+    aggregate_clip_scores,
+    eval_window_starts,
+    eval_windows,
+    training_window_starts,
+    training_windows,
+)
 
 W = 100  # a small window keeps the hand-worked examples readable
 
@@ -24,7 +30,9 @@ def test_short_clips_are_repeated_to_one_window():
 @pytest.mark.parametrize(
     "length,expected_starts",
     [
+        (30, [0]),  # short: one window, of the clip repeated
         (100, [0]),
+        (149, [0]),
         (199, [0, 99]),  # remainder 99 >= half: the last full window, overlapping the first
         (250, [0, 100, 150]),  # remainder 50 == half: kept
         (249, [0, 100]),  # remainder 49 < half: dropped
@@ -32,9 +40,12 @@ def test_short_clips_are_repeated_to_one_window():
     ],
 )
 def test_training_windows_do_not_overlap_except_the_kept_tail(length, expected_starts):
+    np.testing.assert_array_equal(training_window_starts(length, W), expected_starts)
     audio = ramp(length)
     windows = training_windows(audio, W)
     assert windows.shape == (len(expected_starts), W) and windows.dtype == np.float32
+    if length < W:
+        return  # covered by test_short_clips_are_repeated_to_one_window
     for window, start in zip(windows, expected_starts):
         np.testing.assert_array_equal(window, audio[start:start + W])
 

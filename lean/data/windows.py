@@ -20,6 +20,15 @@ def repeat_to_length(audio: np.ndarray, length: int) -> np.ndarray:
     return np.tile(audio, repeats)[:length]
 
 
+def training_window_starts(num_samples: int, window_samples: int) -> np.ndarray:
+    """Start sample of each training window (see training_windows); [0] for a short clip."""
+    full, remainder = divmod(max(num_samples, window_samples), window_samples)
+    starts = np.arange(full, dtype=np.int64) * window_samples
+    if remainder * 2 >= window_samples:
+        starts = np.append(starts, num_samples - window_samples)
+    return starts
+
+
 def training_windows(audio: np.ndarray, window_samples: int) -> np.ndarray:
     """Non-overlapping windows float32 [N, window_samples] covering the clip.
 
@@ -28,11 +37,13 @@ def training_windows(audio: np.ndarray, window_samples: int) -> np.ndarray:
     before it); a shorter remainder is dropped, so no window is mostly borrowed audio.
     """
     audio = repeat_to_length(audio, window_samples)
-    full, remainder = divmod(audio.shape[0], window_samples)
-    windows = audio[: full * window_samples].reshape(full, window_samples)
-    if remainder * 2 >= window_samples:
-        windows = np.concatenate([windows, audio[None, -window_samples:]], axis=0)
-    return np.ascontiguousarray(windows)
+    starts = training_window_starts(audio.shape[0], window_samples)
+    return _windows_at(audio, starts, window_samples)
+
+
+def _windows_at(audio: np.ndarray, starts: np.ndarray, window_samples: int) -> np.ndarray:
+    all_windows = np.lib.stride_tricks.sliding_window_view(audio, window_samples)
+    return np.ascontiguousarray(all_windows[starts])
 
 
 def eval_window_starts(num_samples: int, window_samples: int, hop_fraction: float = 0.5) -> np.ndarray:
@@ -62,8 +73,7 @@ def eval_windows(audio: np.ndarray, window_samples: int, hop_fraction: float = 0
     """Overlapping windows float32 [N, window_samples] covering the whole clip (see eval_window_starts)."""
     audio = repeat_to_length(audio, window_samples)
     starts = eval_window_starts(audio.shape[0], window_samples, hop_fraction)
-    all_windows = np.lib.stride_tricks.sliding_window_view(audio, window_samples)
-    return np.ascontiguousarray(all_windows[starts])
+    return _windows_at(audio, starts, window_samples)
 
 
 def aggregate_clip_scores(
@@ -116,6 +126,7 @@ def aggregate_clip_scores(
 __all__ = [
     "AGGREGATIONS",
     "repeat_to_length",
+    "training_window_starts",
     "training_windows",
     "eval_window_starts",
     "eval_windows",
