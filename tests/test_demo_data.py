@@ -89,6 +89,18 @@ def test_reuse_and_overwrite_rules(demo_dir, tmp_path):
     with pytest.raises(LeanError, match="not empty and holds no demo dataset"):
         build_demo_dataset(foreign, progress=False)
     assert (foreign / "thesis.tex").read_text() == "keep me"
+    with pytest.raises(LeanError, match="is not a folder"):
+        build_demo_dataset(foreign / "thesis.tex", progress=False)
+
+
+def test_an_interrupted_build_is_rebuilt(tmp_path):
+    out = tmp_path / "data"
+    (out / "dev_audio").mkdir(parents=True)
+    (out / "dev_audio" / "100000.wav").write_bytes(b"RIFF half written")  # no manifest yet
+    build_demo_dataset(out, seed=1, clips_per_class=5, sound_dir=None, progress=False)
+    dataset = load_dataset(out)  # every listed file exists and the CSVs are whole
+    for clip in dataset.clips("train") + dataset.clips("val"):
+        assert load_audio(clip.path).shape[0] >= 16000  # the half-written file was replaced
 
 
 def band_energy_features(windows: np.ndarray) -> np.ndarray:

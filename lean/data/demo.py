@@ -28,6 +28,8 @@ DEFAULT_CLIPS_PER_CLASS = 28
 SOUND_THEME_PACKAGE = "sound-theme-freedesktop"
 SOUND_THEME_DIR = Path("/usr/share/sounds/freedesktop/stereo")
 MANIFEST_NAME = "demo.json"
+# Everything a build writes; a folder holding only these is a (possibly interrupted) demo build.
+DEMO_ENTRIES = ("ground_truth", "dev_audio", "eval_audio", "README.md", MANIFEST_NAME)
 # Bumped whenever the generator changes, so an existing demo folder is rebuilt, not reused.
 GENERATOR_VERSION = 1
 
@@ -345,15 +347,18 @@ def build_demo_dataset(
     arguments = {"seed": seed, "clips_per_class": clips_per_class, "generator_version": GENERATOR_VERSION,
                  "recorded_classes": sorted(recordings)}
     manifest_path = out_dir / MANIFEST_NAME
+    if out_dir.exists() and not out_dir.is_dir():
+        raise LeanError(f"{out_dir}: exists and is not a folder")
     if manifest_path.is_file():
         existing = json.loads(manifest_path.read_text())
         if existing.get("arguments") == arguments and not force:
             return existing
         if not force:
             raise LeanError(f"{out_dir}: holds a demo dataset built with other arguments; add --force to replace it")
-    elif out_dir.exists() and any(out_dir.iterdir()):
+    elif out_dir.is_dir() and not {entry.name for entry in out_dir.iterdir()} <= set(DEMO_ENTRIES):
         raise LeanError(f"{out_dir}: folder is not empty and holds no demo dataset; choose another folder")
-    for name in ("ground_truth", "dev_audio", "eval_audio", MANIFEST_NAME, "README.md"):
+    # Remove an older or interrupted build (it never got its manifest, which is written last).
+    for name in DEMO_ENTRIES:
         target = out_dir / name
         if target.is_dir():
             shutil.rmtree(target)
