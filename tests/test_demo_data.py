@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 from pathlib import Path
@@ -10,6 +11,8 @@ import numpy as np
 import pytest
 import soundfile
 
+from lean.cli import run_cli
+from lean.commands import data as data_command
 from lean.data.audio import load_audio
 from lean.data.demo import DEMO_CLASSES, SOUND_THEME_DIR, build_demo_dataset
 from lean.data.fsd50k import load_dataset
@@ -101,6 +104,16 @@ def test_an_interrupted_build_is_rebuilt(tmp_path):
     dataset = load_dataset(out)  # every listed file exists and the CSVs are whole
     for clip in dataset.clips("train") + dataset.clips("val"):
         assert load_audio(clip.path).shape[0] >= 16000  # the half-written file was replaced
+
+
+def test_demo_command_help_and_argument_errors(tmp_path, capsys):
+    parser = argparse.ArgumentParser(prog="lean")
+    data_command.register(parser.add_subparsers(dest="command", required=True))
+    with pytest.raises(SystemExit):
+        parser.parse_args(["data", "demo", "--help"])
+    assert f"{len(DEMO_CLASSES)} classes" in capsys.readouterr().out
+    assert run_cli(parser, ["data", "demo", str(tmp_path / "d"), "--clips-per-class", "0"]) == 2
+    assert "--clips-per-class must be at least 5, got 0" in capsys.readouterr().err
 
 
 def band_energy_features(windows: np.ndarray) -> np.ndarray:

@@ -55,7 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_demo(args: argparse.Namespace) -> int:
     from lean.data import demo
 
-    clips_per_class = args.clips_per_class or demo.DEFAULT_CLIPS_PER_CLASS
+    clips_per_class = demo.DEFAULT_CLIPS_PER_CLASS if args.clips_per_class is None else args.clips_per_class
     manifest = demo.build_demo_dataset(args.out_dir, seed=args.seed, clips_per_class=clips_per_class,
                                        force=args.force)
     if args.json:

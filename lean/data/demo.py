@@ -340,7 +340,8 @@ def build_demo_dataset(
     import soundfile
 
     if clips_per_class < 5:
-        raise LeanError(f"--clips-per-class must be at least 5 (train, val and eval), got {clips_per_class}")
+        # Fewer clips could leave a split without some class.
+        raise LeanError(f"--clips-per-class must be at least 5, got {clips_per_class}")
     out_dir = Path(out_dir)
     sound_dir = sound_dir if sound_dir is not None and Path(sound_dir).is_dir() else None
     recordings = _load_recordings(sound_dir)
