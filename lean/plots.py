@@ -46,12 +46,14 @@ def plot_pr_curves(y_true: np.ndarray, y_score: np.ndarray, per_class: Sequence[
     plt = _pyplot()
     scored = sorted((entry["ap"], index) for index, entry in enumerate(per_class)
                     if entry["ap"] is not None)
+    # With few classes, best and worst share nothing: split the classes in halves instead.
+    count = max(1, min(count, len(scored) // 2))
     figure, axes = plt.subplots(1, 2, figsize=(12, 5), sharey=True)
     panels = (("best", scored[::-1][:count]), ("worst", scored[:count]))
     for axis, (name, chosen) in zip(axes, panels):
         for ap, index in chosen:
             precision, recall, _ = precision_recall_curve(y_true[:, index], y_score[:, index])
-            axis.plot(recall, precision, label=f"{per_class[index]['label']} (AP {ap:.3f})")
+            axis.plot(recall, precision, drawstyle="steps-post", label=f"{per_class[index]['label']} (AP {ap:.3f})")
         axis.set(title=f"{len(chosen)} {name} classes by AP", xlabel="recall",
                  xlim=(0, 1), ylim=(0, 1.02))
         axis.grid(alpha=0.3)

@@ -70,6 +70,16 @@ def save_keras_atomic(model, path: Path) -> None:
             staging.unlink(missing_ok=True)
 
 
+def load_checkpoint(path: Path):
+    """A resume checkpoint with its compiled loss, metrics and optimizer state (Adam moments)."""
+    import lean.models  # noqa: F401  (registers the family's custom layers)
+
+    try:
+        return keras.saving.load_model(path, compile=True)
+    except Exception as error:  # Keras raises many types for a damaged file
+        raise LeanError(f"{path}: cannot load the resume checkpoint ({error})") from None
+
+
 def read_state(run_dir: Path) -> Optional[dict]:
     path = run_dir / CHECKPOINT_DIR / STATE_FILE
     if not path.is_file():
@@ -280,7 +290,7 @@ def _index_splits(dataset, cache, config: RunConfig, run_dir: Path, progress: bo
 def _fit(config: RunConfig, dataset, cache, indexes: dict, run_dir: Path, state: Optional[dict],
          options: dict, progress: bool) -> dict:
     from lean.data.pipeline import build_window_dataset, steps_per_epoch
-    from lean.models.registry import build_model, load_model
+    from lean.models.registry import build_model
 
     train_config = config.train
     strategy, where = _set_up_devices(train_config)
@@ -290,7 +300,7 @@ def _fit(config: RunConfig, dataset, cache, indexes: dict, run_dir: Path, state:
     first_epoch = state["epoch"] if state else 0
     with strategy.scope():
         if state:
-            model = load_model(run_dir / CHECKPOINT_DIR / state["checkpoint"])
+            model = load_checkpoint(run_dir / CHECKPOINT_DIR / state["checkpoint"])
             _log(f"resuming {run_dir} after epoch {first_epoch} of {train_config.epochs}")
         else:
             model = _float32_output(build_model(config.model))

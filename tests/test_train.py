@@ -1,0 +1,247 @@
+"""Training: a short real run beats chance, kill -9 at any moment resumes, run dirs load alone."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+from lean.errors import LeanError
+
+SAMPLE_RATE = 16000
+TONE_LABELS = ("Low_tone", "High_tone", "Noise", "Clicks")
+EPOCHS = 4
+TRAIN_ARGS = ["--model", "lean", "--epochs", str(EPOCHS), "--batch-size", "8", "--lr", "1e-3",
+              "--seed", "3", "--no-progress"]
+
+
+def _render_clip(rng, labels):
+    """0.6-2.5 s of faint noise plus each labelled sound: easy classes a tiny model can learn."""
+    length = int(rng.uniform(0.6, 2.5) * SAMPLE_RATE)
+    t = np.arange(length) / SAMPLE_RATE
+    audio = 0.01 * rng.standard_normal(length)
+    for label in labels:
+        if label == 0:
+            audio += 0.3 * np.sin(2 * np.pi * rng.uniform(250, 350) * t)
+        elif label == 1:
+            audio += 0.3 * np.sin(2 * np.pi * rng.uniform(2500, 3500) * t)
+        elif label == 2:
+            audio += 0.2 * rng.standard_normal(length)
+        else:
+            clicks = np.zeros(length)
+            clicks[:: int(SAMPLE_RATE * rng.uniform(0.08, 0.12))] = 0.9
+            audio += clicks
+    return audio.astype(np.float32)
+
+
+def make_tone_dataset(root: Path, clips_per_split=(24, 8, 16), seed: int = 0,
+                      bad_train_clip: bool = False) -> Path:
+    """A 4-class multi-label dataset in the FSD50K layout; optionally one unreadable train file."""
+    rng = np.random.default_rng(seed)
+    for folder in ("ground_truth", "dev_audio", "eval_audio"):
+        (root / folder).mkdir(parents=True)
+    (root / "ground_truth" / "vocabulary.csv").write_text(
+        "".join(f"{i},{label},/t/{i}\n" for i, label in enumerate(TONE_LABELS)))
+    dev, evaluation, number = ["fname,labels,mids,split"], ["fname,labels,mids"], 0
+    for split, count in zip(("train", "val", "eval"), clips_per_split):
+        for index in range(count):
+            labels = sorted({index % 4} | ({int(rng.integers(4))} if rng.uniform() < 0.3 else set()))
+            number += 1
+            fname = f"{number:04d}"
+            folder = "eval_audio" if split == "eval" else "dev_audio"
+            soundfile.write(root / folder / f"{fname}.wav", _render_clip(rng, labels),
+                            SAMPLE_RATE, subtype="PCM_16")
+            names = ",".join(TONE_LABELS[label] for label in labels)
+            mids = ",".join(f"/t/{label}" for label in labels)
+            row = f'{fname},"{names}","{mids}"'
+            if split == "eval":
+                evaluation.append(row)
+            else:
+                dev.append(f"{row},{split}")
+    if bad_train_clip:
+        (root / "dev_audio" / "9999.wav").write_bytes(b"this is not audio at all" * 10)
+        dev.append('9999,"Noise","/t/2",train')
+    (root / "ground_truth" / "dev.csv").write_text("\n".join(dev) + "\n")
+    (root / "ground_truth" / "eval.csv").write_text("\n".join(evaluation) + "\n")
+    return root
+
+
+def _lean_command(*args):
+    return [sys.executable, "-m", "lean.cli", *map(str, args)]
+
+
+def _environment(cache_dir: Path) -> dict:
+    return {**os.environ, "LEAN_CACHE_DIR": str(cache_dir), "TF_CPP_MIN_LOG_LEVEL": "2",
+            "CUDA_VISIBLE_DEVICES": ""}
+
+
+def _read_state(run_dir: Path):
+    path = run_dir / "checkpoints" / "state.json"
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        # An atomically written file is never half-written: only "not there yet" can happen.
+        assert not path.exists() or path.stat().st_size == 0, "state.json must never be partial"
+        return None
+
+
+def _assert_loadable(run_dir: Path, state: dict) -> None:
+    """Every file the state names loads: the best model and the resume checkpoint."""
+    from lean.train import load_checkpoint, load_run
+
+    checkpoint = load_checkpoint(run_dir / "checkpoints" / state["checkpoint"])
+    assert int(checkpoint.optimizer.iterations.numpy()) > 0  # Adam state came back too
+    assert load_run(run_dir).model.outputs[0].shape[-1] == len(TONE_LABELS)
+
+
+@pytest.fixture(scope="module")
+def crash_resumed_run(tmp_path_factory):
+    """Trains in a subprocess, kill -9s it twice (right after epoch 1's checkpoint, then at a
+    random moment of the resumed run), and finishes it with the same command."""
+    root = tmp_path_factory.mktemp("train")
+    data = make_tone_dataset(root / "data", bad_train_clip=True)
+    run_dir = root / "run"
+    command = _lean_command("train", "--data", data, "--out", run_dir, *TRAIN_ARGS)
+    env = _environment(root / "cache")
+    kills = []
+    for kill_after in ("first checkpoint", "random moment"):
+        process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 240
+        if kill_after == "first checkpoint":
+            while time.monotonic() < deadline and process.poll() is None:
+                state = _read_state(run_dir)
+                if state and state["epoch"] >= 1:
+                    break
+                time.sleep(0.02)
+        else:
+            # Start-up, indexing, checkpoint loading, a training step or a checkpoint write: any
+            # of them; the remaining epochs take longer than this.
+            time.sleep(np.random.default_rng().uniform(1.0, 12.0))
+        assert process.poll() is None, f"training ended before the kill: {process.communicate()}"
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+        state = _read_state(run_dir)
+        _assert_loadable(run_dir, state)
+        kills.append({"epoch": state["epoch"], "stderr": process.stderr.read()})
+    finished = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    return {"data": data, "run": run_dir, "kills": kills, "finished": finished, "again": again,
+            "cache": root / "cache"}
+
+
+@pytest.mark.slow
+def test_kill_9_resumes_from_last_completed_epoch(crash_resumed_run):
+    run_dir, kills = crash_resumed_run["run"], crash_resumed_run["kills"]
+    finished = crash_resumed_run["finished"]
+    assert finished.returncode == 0, finished.stderr
+    assert f"resuming {run_dir} after epoch {kills[-1]['epoch']} of {EPOCHS}" in finished.stderr
+    assert kills[1]["epoch"] >= kills[0]["epoch"] >= 1
+    state = _read_state(run_dir)
+    assert state["completed"] and state["epoch"] == EPOCHS
+    # Each epoch appears once in the history, whatever was lost in the kills.
+    history = (run_dir / "history.csv").read_text().splitlines()
+    assert history[0].split(",")[:1] == ["epoch"]
+    assert [int(line.split(",")[0]) for line in history[1:]] == list(range(1, EPOCHS + 1))
+    scores = [row["val_pr_auc"] for row in state["history"]]
+    assert state["best_score"] == max(scores)
+    assert state["best_epoch"] == 1 + scores.index(max(scores))
+    # Only the latest resume checkpoint is kept; no temporary file is left behind.
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == [
+        f"epoch-{EPOCHS:04d}.keras", "state.json"]
+    assert not list(run_dir.glob(".*.tmp*"))
+    _assert_loadable(run_dir, state)
+
+
+@pytest.mark.slow
+def test_rerun_of_a_finished_run_says_complete(crash_resumed_run):
+    again = crash_resumed_run["again"]
+    assert again.returncode == 0, again.stderr
+    assert f"{crash_resumed_run['run']} is complete: {EPOCHS} epochs" in again.stderr
+
+
+@pytest.mark.slow
+def test_run_directory_holds_everything(crash_resumed_run):
+    from lean.config import RunConfig, load_json
+
+    run_dir = crash_resumed_run["run"]
+    config = load_json(RunConfig, run_dir / "config.json")
+    assert config.model.name == "lean" and config.model.num_classes == len(TONE_LABELS)
+    assert config.model.yamnet_weights is None
+    assert (config.train.epochs, config.train.batch_size, config.train.learning_rate) == (EPOCHS, 8, 1e-3)
+    assert (run_dir / "labels.txt").read_text().splitlines() == list(TONE_LABELS)
+    summary = json.loads((run_dir / "data_summary.json").read_text())
+    assert summary["classes"] == 4 and summary["skipped"] == 1
+    assert summary["splits"]["train"]["clips"] == 25 and summary["splits"]["train"]["clips_used"] == 24
+    assert summary["splits"]["val"] == {"clips": 8, "clips_used": 8, "windows": summary["splits"]["val"]["windows"],
+                                        "skipped": 0}
+    skipped = (run_dir / "skipped_files.txt").read_text().splitlines()
+    assert len(skipped) == 1 and "9999.wav" in skipped[0]
+    assert any((run_dir / "tensorboard").rglob("events.out.tfevents*"))
+
+
+@pytest.mark.slow
+def test_short_training_beats_chance_on_held_out_clips(crash_resumed_run):
+    from lean.config import EvalConfig
+    from lean.data.audio import AudioCache
+    from lean.data.fsd50k import load_dataset
+    from lean.evaluate import evaluate
+    from lean.inference import load_predictor
+
+    dataset = load_dataset(crash_resumed_run["data"])
+    report = evaluate(load_predictor(crash_resumed_run["run"]), dataset, "eval", EvalConfig(),
+                      cache=AudioCache(crash_resumed_run["cache"]), progress=False)
+    # A random scorer's expected AP is the class's positive rate.
+    chance = float(dataset.label_matrix(dataset.clips("eval")).mean(axis=0).mean())
+    assert report["num_clips"] == 16
+    assert report["mAP"] > chance + 0.2, (report["mAP"], chance)
+
+
+def test_changed_settings_refuse_to_resume(tmp_path):
+    import dataclasses
+
+    from lean import __version__
+    from lean.config import RunConfig, TrainConfig, save_json
+    from lean.train import train
+
+    data = make_tone_dataset(tmp_path / "data", clips_per_split=(4, 4, 4))
+    run_dir = tmp_path / "run"
+    # A run started with 5 epochs, resumed with 6: its checkpoints would not mean the same thing.
+    saved = RunConfig(train=TrainConfig(epochs=5), data_dir=str(data.absolute()),
+                      lean_version=__version__)
+    saved = dataclasses.replace(saved, model=dataclasses.replace(saved.model, num_classes=4))
+    save_json(saved, run_dir / "config.json")
+    with pytest.raises(LeanError, match=r"train\.epochs 5 -> 6"):
+        train(RunConfig(train=TrainConfig(epochs=6)), data, run_dir, cache_dir=tmp_path / "cache",
+              progress=False)
+
+
+def test_atomic_keras_save_keeps_the_old_file_when_saving_fails(tmp_path):
+    import keras
+
+    from lean.train import save_keras_atomic
+
+    inputs = keras.Input((4,), name="waveform")
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="sigmoid")(inputs))
+    target = tmp_path / "best.keras"
+    save_keras_atomic(model, target)
+    before = target.read_bytes()
+
+    class Crash(Exception):
+        pass
+
+    def partial_save(path, *args, **kwargs):
+        Path(path).write_bytes(b"half a zip")
+        raise Crash()
+
+    model.save = partial_save
+    with pytest.raises(Crash):
+        save_keras_atomic(model, target)
+    assert target.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.keras"]
