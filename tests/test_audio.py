@@ -181,3 +181,21 @@ def test_cache_remembers_bad_files_and_warm_reports_them(tmp_path, monkeypatch):
     assert len(calls) == 2  # the second attempt was answered from the cache
     cache.load(good)
     assert len(calls) == 2
+
+
+def test_cache_is_safe_under_parallel_readers(tmp_path):
+    """tf.data reads with several workers at once: every read sees a whole entry."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    sources = []
+    for index in range(4):
+        path = tmp_path / f"clip{index}.wav"
+        soundfile.write(path, tone(22050, 2)[: 5000 + 1000 * index], 22050, subtype="PCM_16")
+        sources.append(path)
+    expected = [load_audio(path) for path in sources]
+    cache = AudioCache(tmp_path / "cache")
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(lambda i: np.array(cache.load(sources[i % 4])), range(64)))
+    for i, result in enumerate(results):
+        np.testing.assert_array_equal(result, expected[i % 4])
+    assert len(list((tmp_path / "cache").rglob("*.npy"))) == 4

@@ -182,7 +182,7 @@ class AudioCache:
             return np.load(npy, mmap_mode="r")
         if bad.exists():
             raise BadAudioError(bad.read_text(encoding="utf-8").strip())
-        self._remove_stale(stem)
+        self._remove_stale(stem, keep=(npy.name, bad.name))
         try:
             audio = load_audio(path, self.sample_rate)
         except BadAudioError as error:
@@ -211,11 +211,12 @@ class AudioCache:
         return self.cache_dir / key[:2] / key
 
     @staticmethod
-    def _remove_stale(stem: Path) -> None:
+    def _remove_stale(stem: Path, keep: tuple[str, ...]) -> None:
+        """Entries of older versions of the source; a parallel worker may be writing `keep`."""
         if not stem.parent.is_dir():
             return
         for stale in stem.parent.glob(f"{stem.name}-*"):
-            if stale.suffix in (".npy", ".bad"):
+            if stale.suffix in (".npy", ".bad") and stale.name not in keep:
                 stale.unlink(missing_ok=True)
 
 
