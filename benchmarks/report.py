@@ -1,0 +1,96 @@
+"""Report helpers: where a number was measured, side-by-side tables with ratios, JSON and plots."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from pathlib import Path
+from typing import Optional, Sequence
+
+from lean.io import atomic_path, atomic_write_text
+
+
+def host_cpu_model() -> str:
+    """The host CPU model from /proc/cpuinfo (x86 `model name`, ARM `Hardware`/`Model`)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        text = ""
+    for key in ("model name", "Hardware", "Model", "cpu model"):
+        for line in text.splitlines():
+            name, _, value = line.partition(":")
+            if name.strip() == key and value.strip():
+                return value.strip()
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def host_place() -> str:
+    """e.g. 'host CPU AMD EPYC (2 logical cores, Linux x86_64)': never a phone."""
+    return (f"host CPU {host_cpu_model()} ({os.cpu_count()} logical cores, "
+            f"{platform.system()} {platform.machine()})")
+
+
+def ratio(value: Optional[float], reference: Optional[float]) -> Optional[float]:
+    if value is None or reference is None or reference == 0:
+        return None
+    return value / reference
+
+
+def format_value(value, digits: int = 2) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence]) -> str:
+    """Plain-text table: first column left-aligned, the others right-aligned."""
+    cells = [[str(header) for header in headers]]
+    cells += [[value if isinstance(value, str) else format_value(value) for value in row]
+              for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = []
+    for index, row in enumerate(cells):
+        parts = [row[0].ljust(widths[0])] + [cell.rjust(width)
+                                              for cell, width in zip(row[1:], widths[1:])]
+        lines.append("  ".join(parts).rstrip())
+        if index == 0:
+            lines.append("  ".join("-" * width for width in widths))
+    return "\n".join(lines)
+
+
+def write_json(report: dict, path: Optional[str]) -> None:
+    """Writes the report as JSON to `path` (atomically), or to stdout for '-'."""
+    text = json.dumps(report, indent=2, sort_keys=False, default=str) + "\n"
+    if path in (None, ""):
+        return
+    if path == "-":
+        print(text, end="")
+    else:
+        atomic_write_text(path, text)
+
+
+def plot_latency(rows: Sequence[dict], title: str, place: str, path: str) -> None:
+    """Bar chart of median latency (with min..p90 range) per model and thread count."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [f"{row['model_name']}\n{row['threads']} thr" for row in rows]
+    medians = [row.get("median_ms") or 0.0 for row in rows]
+    lower = [max(0.0, (row.get("median_ms") or 0.0) - (row.get("min_ms") or 0.0)) for row in rows]
+    upper = [max(0.0, (row.get("p90_ms") or 0.0) - (row.get("median_ms") or 0.0)) for row in rows]
+    figure, axis = plt.subplots(figsize=(max(5.0, 1.1 * len(rows) + 2), 4.2))
+    positions = range(len(rows))
+    axis.bar(positions, medians, yerr=[lower, upper], capsize=4, color="#4c72b0")
+    axis.set_xticks(list(positions))
+    axis.set_xticklabels(labels, fontsize=8)
+    axis.set_ylabel("latency per 1 s window (ms): median, bars min..p90")
+    axis.set_title(f"{title}\nmeasured on {place}", fontsize=9)
+    figure.tight_layout()
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=120)
+    plt.close(figure)
