@@ -94,15 +94,18 @@ def test_every_problem_is_counted_and_named_with_its_line(tmp_path):
     ]
     root = write_dataset(tmp_path, dev, GOOD_EVAL)
     (root / "dev_audio" / "15.wav").unlink()
+    with open(root / "ground_truth" / "dev.csv", "a") as handle:
+        handle.write("16,Bark,Guitar,,train\n")  # line 7: labels not quoted
     with pytest.raises(LeanError) as error:
         load_dataset(root)
     message = str(error.value)
     assert "\n" not in message
-    assert "has 4 problems" in message
+    assert "has 5 problems" in message
     assert "dev.csv line 3: label 'Barking' not in vocabulary.csv" in message
     assert "dev.csv line 4: duplicate fname '11' (first on line 2)" in message
     assert "dev.csv line 5: split 'test' is not train or val" in message
     assert "dev.csv line 6: audio file dev_audio/15.wav not found" in message
+    assert "dev.csv line 7: expected 4 columns, found 5 (multi-label lists must be quoted)" in message
 
 
 def test_long_problem_lists_are_cut_and_counted(tmp_path):

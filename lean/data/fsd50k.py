@@ -250,11 +250,11 @@ def _read_clips(
     seen: dict[str, int] = {}
     for line, row in rows:
         where = f"{path.name} line {line}"
-        if len(row) < len(header):
-            problems.append(f"{where}: expected {len(header)} columns, found {len(row)}")
+        if len(row) != len(header):
+            hint = " (multi-label lists must be quoted)" if len(row) > len(header) else ""
+            problems.append(f"{where}: expected {len(header)} columns, found {len(row)}{hint}")
             continue
         fname = row[fname_col]
-        row_ok = True
         if not fname:
             problems.append(f"{where}: empty fname")
             continue
@@ -262,6 +262,7 @@ def _read_clips(
             problems.append(f"{where}: duplicate fname '{fname}' (first on line {seen[fname]})")
             continue
         seen[fname] = line
+        row_ok = True
         split_value = row[split_col].lower() if split_col is not None else ""
         if is_eval:
             if split_value not in EVAL_SPLIT_VALUES:
@@ -284,7 +285,8 @@ def _read_clips(
             row_ok = False
         clip_path = audio.resolve(fname)
         if clip_path is None and audio.folder is not None:
-            problems.append(f"{where}: audio file {audio.folder.name}/{fname}.wav not found")
+            tried = "/".join(AUDIO_EXTENSIONS)
+            problems.append(f"{where}: audio file {audio.folder.name}/{fname}.wav not found (nor {tried})")
             row_ok = False
         if row_ok:
             indices = tuple(sorted({label_to_index[name] for name in names}))
