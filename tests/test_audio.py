@@ -32,6 +32,7 @@ def expected_mono(channels: int) -> np.ndarray:
 
 LOSSLESS = [
     ("WAV", "PCM_U8", ".wav", 8000, 1, 0.01),
+    ("WAV", "ULAW", ".wav", 8000, 2, 0.02),
     ("WAV", "PCM_16", ".wav", 44100, 2, 1e-3),
     ("WAV", "PCM_24", ".wav", 22050, 3, 1e-3),
     ("WAV", "PCM_32", ".wav", 48000, 1, 1e-3),
@@ -58,12 +59,15 @@ def test_lossless_formats_decode_to_the_analytic_16k_mono_signal(
     assert error < tolerance, f"max error {error}"
 
 
-@pytest.mark.parametrize("container,subtype,extension", [("OGG", "VORBIS", ".ogg"), ("MP3", "MPEG_LAYER_III", ".mp3")])
-def test_lossy_formats_keep_the_tone(tmp_path, container, subtype, extension):
-    if container not in soundfile.available_formats():
-        pytest.skip(f"libsndfile {soundfile.__libsndfile_version__} cannot write {container}")
+@pytest.mark.parametrize(
+    "container,subtype,extension,rate",
+    [("OGG", "VORBIS", ".ogg", 44100), ("OGG", "OPUS", ".opus", 48000), ("MP3", "MPEG_LAYER_III", ".mp3", 44100)],
+)
+def test_lossy_formats_keep_the_tone(tmp_path, container, subtype, extension, rate):
+    if subtype not in soundfile.available_subtypes(container):
+        pytest.skip(f"libsndfile {soundfile.__libsndfile_version__} cannot write {container}/{subtype}")
     path = tmp_path / f"tone{extension}"
-    soundfile.write(path, tone(44100, 2), 44100, format=container, subtype=subtype)
+    soundfile.write(path, tone(rate, 2), rate, format=container, subtype=subtype)
     decoded = load_audio(path)
     # MP3 encoders add a few ms of priming delay; judge by level and pitch, not sample alignment.
     assert abs(decoded.shape[0] - 8000) < 0.05 * 8000

@@ -14,7 +14,7 @@ from lean.errors import LeanError
 
 SPLITS = ("train", "val", "eval")
 # Tried in this order when `<fname>.wav` is missing.
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".mp3")
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3")
 # The real FSD50K download prefixes every folder with "FSD50K."; user datasets may not.
 FOLDER_PREFIXES = ("", "FSD50K.")
 EVAL_SPLIT_VALUES = ("eval", "test", "")
