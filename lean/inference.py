@@ -83,8 +83,9 @@ class LiteRtPredictor(Predictor):
 
     kind = "tflite"
 
-    def __init__(self, path: Path, labels: Sequence[str], num_threads: Optional[int] = None,
-                 batch_size: int = DEFAULT_BATCH):
+    def __init__(self, path: Path, labels: Optional[Sequence[str]] = None,
+                 num_threads: Optional[int] = None, batch_size: int = DEFAULT_BATCH):
+        """`labels` None: read them from the model's metadata or MODEL.labels.txt."""
         from ai_edge_litert.interpreter import Interpreter
 
         try:
@@ -103,7 +104,9 @@ class LiteRtPredictor(Predictor):
         # MediaPipe accepts [1, W] or [W]; a -1 batch in the signature means batches can be resized.
         self._rank = len(input_shape)
         signature = list(self._input.get("shape_signature", input_shape))
-        self.dynamic_batch = self._rank == 2 and signature[0] == -1
+        self.dynamic_batch = bool(self._rank == 2 and signature[0] == -1)
+        if labels is None:
+            labels = tflite_labels(path)
         super().__init__(path, labels, int(input_shape[-1]), DEFAULT_SAMPLE_RATE, batch_size)
         output_classes = int(self._output["shape"][-1])
         if output_classes != len(self.labels):
@@ -210,7 +213,7 @@ def load_predictor(path: str | Path, batch_size: int = DEFAULT_BATCH,
     if not path.is_file():
         raise LeanError(f"{path}: no such run directory or model file")
     if path.suffix == ".tflite":
-        return LiteRtPredictor(path, tflite_labels(path), num_threads=num_threads,
+        return LiteRtPredictor(path, num_threads=num_threads,
                                batch_size=batch_size)
     if path.suffix == ".keras":
         from lean.models.registry import load_model
