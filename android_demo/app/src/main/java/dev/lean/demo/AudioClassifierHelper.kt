@@ -1,0 +1,158 @@
+package dev.lean.demo
+
+import android.Manifest
+import android.annotation.SuppressLint
+import android.content.Context
+import android.content.pm.PackageManager
+import android.media.AudioFormat
+import android.media.AudioRecord
+import android.media.MediaRecorder
+import android.os.Handler
+import android.os.Looper
+import android.os.SystemClock
+import androidx.core.content.ContextCompat
+import dev.lean.core.Accelerator
+import dev.lean.core.Category
+import dev.lean.core.ModelInfo
+import dev.lean.core.StreamingWindower
+import dev.lean.core.TopK
+import dev.lean.core.Windows
+
+/**
+ * Live audio tagging: microphone -> ring buffer -> one inference per hop -> top-k labels.
+ *
+ * Recording and inference run on one worker thread; the [Listener] is called on the main thread.
+ * Sample rate, window length and labels come from the model file's metadata.
+ */
+class AudioClassifierHelper(
+    context: Context,
+    private val listener: Listener,
+    private val options: Options = Options(),
+) {
+    /** What to run and how. */
+    data class Options(
+        val model: ModelSource = ModelSource.BUNDLED,
+        val accelerator: Accelerator = Accelerator.XNNPACK,
+        val threads: Int = 2,
+        val topK: Int = 5,
+        /** Hop between windows as a fraction of the window (0.5: the paper's 50 % overlap). */
+        val hopFraction: Double = Windows.DEFAULT_HOP_FRACTION,
+    )
+
+    interface Listener {
+        /** The model is loaded; [note] says why another accelerator than requested is used, if so. */
+        fun onModelReady(info: ModelInfo, accelerator: Accelerator, note: String?)
+
+        fun onResult(results: List<Category>, inferenceTimeMs: Long)
+
+        fun onError(error: String)
+    }
+
+    private val appContext = context.applicationContext
+    private val mainHandler = Handler(Looper.getMainLooper())
+    @Volatile private var running = false
+    private var worker: Thread? = null
+
+    /** Starts recording and tagging; needs the RECORD_AUDIO permission. Idempotent. */
+    fun start() {
+        if (worker != null) return
+        running = true
+        worker = Thread(::runLoop, "lean-audio-classifier").also { it.start() }
+    }
+
+    /** Stops and releases the microphone and the model; returns when the worker has ended. */
+    fun stop() {
+        running = false
+        // A blocking read returns within one hop; the worker then releases everything itself.
+        worker?.join(STOP_TIMEOUT_MS)
+        worker = null
+    }
+
+    private fun runLoop() {
+        var classifier: LiteRtClassifier? = null
+        var record: AudioRecord? = null
+        try {
+            val model = options.model.load(appContext)
+            val info = ModelInfo.read(model)
+            val created = LiteRtClassifier.create(model, info, options.accelerator, options.threads, allowFallback = true)
+            classifier = created.classifier
+            post { listener.onModelReady(info, created.classifier.accelerator, created.fallbackReason) }
+
+            val hop = Windows.hopSamples(info.windowSamples(), options.hopFraction)
+            record = openMicrophone(info.sampleRate(), hop)
+            record.startRecording()
+            val windower = StreamingWindower(info.windowSamples(), hop)
+            val chunk = FloatArray(info.windowSamples())
+            val window = FloatArray(info.windowSamples())
+            val scores = FloatArray(info.numClasses())
+            while (running) {
+                // Blocking reads of one hop align windows on hop boundaries of the stream.
+                val read = record.read(chunk, 0, hop, AudioRecord.READ_BLOCKING)
+                if (read < 0) throw IllegalStateException("microphone read failed (AudioRecord error $read)")
+                windower.append(chunk, 0, read)
+                // Whatever arrived during the last inference: catch up instead of lagging behind.
+                var pending = record.read(chunk, 0, chunk.size, AudioRecord.READ_NON_BLOCKING)
+                while (pending > 0) {
+                    windower.append(chunk, 0, pending)
+                    pending = record.read(chunk, 0, chunk.size, AudioRecord.READ_NON_BLOCKING)
+                }
+                if (!windower.takeWindow(window)) continue
+                val start = SystemClock.elapsedRealtimeNanos()
+                classifier.classify(window, scores)
+                val elapsedMs = (SystemClock.elapsedRealtimeNanos() - start) / 1_000_000
+                val top = TopK.categories(scores, options.topK, info)
+                post { listener.onResult(top, elapsedMs) }
+            }
+        } catch (e: Exception) {
+            if (running) post { listener.onError(e.message ?: e.javaClass.simpleName) }
+        } finally {
+            record?.let {
+                if (it.recordingState == AudioRecord.RECORDSTATE_RECORDING) it.stop()
+                it.release()
+            }
+            classifier?.close()
+        }
+    }
+
+    @SuppressLint("MissingPermission") // checked just below; the activity requests it
+    private fun openMicrophone(sampleRate: Int, hopSamples: Int): AudioRecord {
+        if (ContextCompat.checkSelfPermission(appContext, Manifest.permission.RECORD_AUDIO) != PackageManager.PERMISSION_GRANTED) {
+            throw SecurityException("the microphone permission was not granted")
+        }
+        val minBytes = AudioRecord.getMinBufferSize(sampleRate, AudioFormat.CHANNEL_IN_MONO, AudioFormat.ENCODING_PCM_FLOAT)
+        if (minBytes <= 0) {
+            throw IllegalStateException("this device cannot record mono float audio at $sampleRate Hz")
+        }
+        val format = AudioFormat.Builder()
+            .setSampleRate(sampleRate)
+            .setChannelMask(AudioFormat.CHANNEL_IN_MONO)
+            .setEncoding(AudioFormat.ENCODING_PCM_FLOAT)
+            .build()
+        val record = AudioRecord.Builder()
+            .setAudioSource(MediaRecorder.AudioSource.UNPROCESSED.takeIf { supportsUnprocessed() } ?: MediaRecorder.AudioSource.MIC)
+            .setAudioFormat(format)
+            // Room for a few hops so audio is not lost while one inference runs.
+            .setBufferSizeInBytes(maxOf(minBytes, hopSamples * FLOAT_BYTES * 4))
+            .build()
+        if (record.state != AudioRecord.STATE_INITIALIZED) {
+            record.release()
+            throw IllegalStateException("the microphone could not be opened at $sampleRate Hz")
+        }
+        return record
+    }
+
+    /** Unprocessed audio (no noise suppression or AGC) is closer to the training data, when offered. */
+    private fun supportsUnprocessed(): Boolean {
+        val audioManager = appContext.getSystemService(Context.AUDIO_SERVICE) as android.media.AudioManager
+        return audioManager.getProperty(android.media.AudioManager.PROPERTY_SUPPORT_AUDIO_SOURCE_UNPROCESSED) == "true"
+    }
+
+    private fun post(action: () -> Unit) {
+        mainHandler.post { if (running) action() }
+    }
+
+    private companion object {
+        const val FLOAT_BYTES = 4
+        const val STOP_TIMEOUT_MS = 2000L
+    }
+}
