@@ -278,6 +278,11 @@ def read_thermal(adb: Adb) -> Thermal:
 def read_device_facts(adb: Adb) -> DeviceFacts:
     """Model, SoC, ABI, SDK, CPU max frequencies, battery and thermal state of one device."""
     _, output = adb.shell(_FACTS_SCRIPT, timeout=60.0)
+    return parse_device_facts(adb.serial or "", output)
+
+
+def parse_device_facts(serial: str, output: str) -> DeviceFacts:
+    """The output of the facts script (getprop, cpufreq, dumpsys sections) -> DeviceFacts."""
     sections = _sections(output)
     props = parse_getprop(sections.get("getprop", ""))
     soc = props.get("ro.soc.model") or props.get("ro.board.platform") or props.get("ro.hardware")
@@ -286,7 +291,7 @@ def read_device_facts(adb: Adb) -> DeviceFacts:
     if stand_in is None and not props.get("ro.product.model"):
         stand_in = "getprop reports no ro.product.model, so this is not an Android phone"
     return DeviceFacts(
-        serial=adb.serial or "",
+        serial=serial,
         model=props.get("ro.product.model"),
         manufacturer=props.get("ro.product.manufacturer"),
         soc=soc,

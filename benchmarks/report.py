@@ -41,6 +41,9 @@ def format_value(value, digits: int = 2) -> str:
     if value is None:
         return "-"
     if isinstance(value, float):
+        # Sub-millisecond latencies of small models keep three significant digits.
+        if 0 < abs(value) < 1 and digits < 3:
+            return f"{value:.3g}"
         return f"{value:.{digits}f}"
     return str(value)
 

@@ -19,32 +19,40 @@ import sys
 import numpy as np
 import tensorflow as tf
 
-path, num_classes, hidden = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-rng = np.random.default_rng(hidden)
-first = tf.constant(rng.normal(0, 0.3, (100, hidden)).astype(np.float32))
-second = tf.constant(rng.normal(0, 0.3, (hidden, num_classes)).astype(np.float32))
+num_classes = int(sys.argv[1])
+for path, hidden in zip(sys.argv[2::2], sys.argv[3::2]):
+    hidden = int(hidden)
+    rng = np.random.default_rng(hidden)
+    first = tf.constant(rng.normal(0, 0.3, (100, hidden)).astype(np.float32))
+    second = tf.constant(rng.normal(0, 0.3, (hidden, num_classes)).astype(np.float32))
 
-@tf.function(input_signature=[tf.TensorSpec([1, 16000], tf.float32, name="waveform")])
-def serve(waveform):
-    frames = tf.reshape(waveform, [1, 100, 160])               # 10 ms frames
-    energy = tf.math.log(tf.reduce_mean(tf.abs(frames), axis=2) + 1e-3)  # [1, 100]
-    hidden_units = tf.nn.relu(tf.matmul(energy, first))        # [1, hidden]
-    return tf.sigmoid(tf.matmul(hidden_units, second))         # [1, num_classes]
+    @tf.function(input_signature=[tf.TensorSpec([1, 16000], tf.float32, name="waveform")])
+    def serve(waveform):
+        frames = tf.reshape(waveform, [1, 100, 160])  # 10 ms frames
+        energy = tf.math.log(tf.reduce_mean(tf.abs(frames), axis=2) + 1e-3)  # [1, 100]
+        hidden_units = tf.nn.relu(tf.matmul(energy, first))  # [1, hidden]
+        return tf.sigmoid(tf.matmul(hidden_units, second))  # [1, num_classes]
 
-converter = tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()], serve)
-with open(path, "wb") as handle:
-    handle.write(converter.convert())
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()],
+                                                                serve)
+    with open(path, "wb") as handle:
+        handle.write(converter.convert())
 """
 
 
-def build_tiny_model(path: Path, hidden: int = 16, num_classes: int = len(LABELS)) -> Path:
-    """A float32 waveform [1, 16000] -> probabilities [1, C] .tflite with MODEL.labels.txt beside
-    it; converted in a subprocess (TensorFlow stays out of the test process)."""
+def build_tiny_models(paths_and_widths: dict, num_classes: int = len(LABELS)) -> list[Path]:
+    """Float32 waveform [1, 16000] -> probabilities [1, C] .tflite files (path -> hidden width),
+    each with MODEL.labels.txt beside it; converted in one subprocess, so TensorFlow stays out
+    of the test process and is imported once."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
-    subprocess.run([sys.executable, "-c", _CONVERT, str(path), str(num_classes), str(hidden)],
-                   check=True, env=env, capture_output=True, timeout=300)
-    path.with_suffix(".labels.txt").write_text("\n".join(LABELS[:num_classes]) + "\n")
-    return path
+    arguments = [str(num_classes)]
+    for path, hidden in paths_and_widths.items():
+        arguments += [str(path), str(hidden)]
+    subprocess.run([sys.executable, "-c", _CONVERT] + arguments, check=True, env=env,
+                   capture_output=True, timeout=300)
+    for path in paths_and_widths:
+        Path(path).with_suffix(".labels.txt").write_text("\n".join(LABELS[:num_classes]) + "\n")
+    return [Path(path) for path in paths_and_widths]
 
 
 def write_tiny_dataset(root: Path, seed: int = 0) -> Path:

@@ -1,0 +1,173 @@
+"""`lean-bench adb` and `adb-eval` end to end: the real adb client against a real adbd on loopback.
+
+The "device" is this Linux host (adbd 34 from Debian bookworm-backports, in a private network
+namespace), with labelled stand-ins for getprop, dumpsys, am and benchmark_model (see
+tests/adb_loopback). Nothing here is a phone measurement, and the reports must say so.
+"""
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from adb_loopback import loopback
+from adb_loopback.bench_data import build_tiny_models, write_tiny_dataset
+
+pytestmark = pytest.mark.slow
+LEAN_BENCH = [sys.executable, "-m", "lean_bench.cli"]
+FIXTURE_INFERENCE_AVG_MS = 63.7432  # the recorded log's "Inference (avg): 63743.2" (us)
+
+
+@pytest.fixture(scope="module")
+def device(tmp_path_factory):
+    reason = loopback.unavailable_reason()
+    if reason:
+        pytest.skip(f"loopback adbd: {reason}")
+    try:
+        cache = loopback.install()
+    except RuntimeError as error:
+        pytest.skip(f"loopback adbd could not be installed: {error}")
+    phone = loopback.LoopbackDevice(cache, tmp_path_factory.mktemp("loopback"))
+    phone.start()
+    yield phone
+    phone.stop()
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("adb_models")
+    first, second = build_tiny_models({root / "first.tflite": 8, root / "second.tflite": 64})
+    broken = root / "broken.tflite"  # the stand-in benchmark_model replays the real failure log
+    shutil.copy(first, broken)
+    return first, second, broken, write_tiny_dataset(root / "data")
+
+
+def test_adb_benchmark_end_to_end(device, files):
+    first, second, broken, _ = files
+    out = device.work_dir / "adb.json"
+    result = device.run(LEAN_BENCH + [
+        "adb", str(first), str(broken), str(second),
+        "--benchmark-binary", str(loopback.STANDIN_DIR / "benchmark_model"),
+        "--threads", "1,2", "--runs", "7", "--warmup", "2", "--profile",
+        "--cool-poll", "0.2", "--cool-timeout", "10",
+        "--device-dir", str(device.device_tmp), "--json", str(out)], check=False)
+    assert result.returncode == 1, result.stderr  # one model failed on the device
+    report = json.loads(out.read_text())
+    (entry,) = report["devices"]
+    facts = entry["device"]
+    assert facts["serial"] == loopback.SERIAL
+    assert facts["model"] == "loopback-standin" and facts["sdk"] == 34
+    assert facts["place"].startswith("STAND-IN device, not a phone: loopback adbd test")
+    assert facts["thermal_before"] == {"thermal_status": 0, "battery_level": 87,
+                                       "battery_temperature_c": 30.5}
+    assert "These numbers come from a STAND-IN device, not from a phone." in result.stdout
+    rows = entry["rows"]
+    assert [(Path(row["model"]).name, row["threads"]) for row in rows] == [
+        ("first.tflite", 1), ("first.tflite", 2), ("broken.tflite", 1), ("broken.tflite", 2),
+        ("second.tflite", 1), ("second.tflite", 2)]
+    for row in rows:
+        log = row["log"]
+        if row["model"] == str(broken):
+            assert row["exit_status"] == 1 and not log["ok"]
+            assert row["error"].startswith("tensorflow/lite/kernels/batch_matmul.cc:353")
+            continue
+        assert row["error"] is None and log["ok"]
+        assert log["inference_avg_ms"] == pytest.approx(FIXTURE_INFERENCE_AVG_MS)
+        assert log["parameters"]["Num threads"] == str(row["threads"])
+        assert [r["Node type"] for r in log["profile"][1]["rows"]] == ["TfLiteXNNPackDelegate",
+                                                                      "RESHAPE"]
+        assert row["avg_ratio"] == pytest.approx(1.0)
+    assert ("broken.tflite (1 threads, xnnpack) failed on the device: "
+            "tensorflow/lite/kernels/batch_matmul.cc:353") in result.stderr
+    # The stand-in benchmark_model warms the battery by 6 °C per run: the harness waits.
+    assert "waiting up to 10 s for the phone to cool (battery 30.5 -> " in result.stderr
+    assert "cooled down after" in result.stderr
+    second_model_rows = [row for row in rows if row["model"] == str(second)]
+    assert second_model_rows[0]["cooling_before_model"]["cooled"] is True
+    calls = (device.state_dir / "benchmark_calls.log").read_text().splitlines()
+    assert len(calls) == 6
+    assert all("--use_xnnpack=true" in call and "--enable_op_profiling=true" in call
+               and "--num_runs=7" in call and "--warmup_runs=2" in call for call in calls)
+    # This host exposes no cpuinfo_max_freq, so nothing is pinned; the JSON says so.
+    assert all(row["core_mask"] is None for row in rows)
+    # The per-run folder is gone afterwards.
+    assert list(device.device_tmp.iterdir()) == []
+
+
+def test_adb_unknown_serial_is_a_clear_error(device, files):
+    first = files[0]
+    result = device.run(LEAN_BENCH + [
+        "adb", str(first), "--benchmark-binary", str(loopback.STANDIN_DIR / "benchmark_model"),
+        "--serial", "R5CR10ABCDE"], check=False)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"lean-bench: error: --serial 'R5CR10ABCDE' is not connected (adb devices -l lists: "
+        f"'{loopback.SERIAL}')")
+
+
+def test_adb_eval_resumes_after_disconnect_and_matches_lean_eval(device, files, monkeypatch):
+    from lean.config import EvalConfig
+    from lean.data.audio import load_audio
+    from lean.data.fsd50k import load_dataset
+    from lean.data.windows import eval_windows
+    from lean.evaluate import evaluate
+    from lean.inference import load_predictor
+
+    monkeypatch.setenv("LEAN_CACHE_DIR", str(device.work_dir / "test-audio-cache"))
+    first, _, _, data = files
+    job_dir, out = device.work_dir / "job", device.work_dir / "eval.json"
+    command = LEAN_BENCH + ["adb-eval", str(first), "--data", str(data), "--split", "eval",
+                            "--job-dir", str(job_dir), "--poll", "0.1",
+                            "--device-eval-dir", str(device.device_eval_root), "--json", str(out)]
+    # First attempt: the stand-in app scores slowly and "unplugs" (kills adbd) after 8 windows.
+    (device.state_dir / "eval_delay_s").write_text("0.15")
+    (device.state_dir / "disconnect_after").write_text("8")
+    interrupted = device.run(command, check=False)
+    assert interrupted.returncode == 2
+    last_line = interrupted.stderr.strip().splitlines()[-1]
+    assert "lost contact with device" in last_line and "windows are kept in" in last_line
+    kept_rows = (job_dir / "scores.f32").stat().st_size // (4 * 3)
+    assert 0 < kept_rows <= 8
+
+    # The device loses its job folder too; the host's rows must be what the rerun continues from.
+    shutil.rmtree(device.device_eval_root)
+    device.device_eval_root.mkdir()
+    (device.state_dir / "disconnect_after").unlink()
+    (device.state_dir / "eval_delay_s").write_text("0")
+    device.stop_adbd()
+    device.start_adbd()
+    device.connect()
+    resumed = device.run(command, check=False)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"continuing, {kept_rows} of" in resumed.stderr
+    starts = (device.state_dir / "eval_starts.log").read_text().split()
+    assert [int(start) for start in starts] == [0, kept_rows]
+
+    # windows.f32 is exactly what `lean eval` cuts, in its order.
+    dataset = load_dataset(data)
+    expected_windows = np.concatenate([eval_windows(load_audio(clip.path), 16000, 0.5)
+                                       for clip in dataset.clips("eval")])
+    windows = np.fromfile(job_dir / "windows.f32", dtype="<f4").reshape(-1, 16000)
+    np.testing.assert_array_equal(windows, expected_windows)
+    properties = (job_dir / "job.properties").read_text().splitlines()
+    assert properties == ["format_version=1", f"num_windows={len(windows)}", "window_samples=16000",
+                          "sample_rate=16000", "threads=1", "delegate=cpu"]
+    # The stand-in app's rows equal the host's LiteRT scores of the same windows.
+    predictor = load_predictor(first)
+    scores = np.fromfile(job_dir / "scores.f32", dtype="<f4").reshape(-1, 3)
+    np.testing.assert_allclose(scores, predictor.predict(windows), atol=1e-6)
+
+    report = json.loads(out.read_text())
+    host = evaluate(predictor, dataset, "eval", EvalConfig(), progress=False)
+    assert report["mAP"] == pytest.approx(host["mAP"], abs=1e-6)
+    assert [c["ap"] for c in report["per_class"]] == pytest.approx([c["ap"] for c in host["per_class"]])
+    assert report["num_windows"] == host["num_windows"] == len(windows)
+    assert report["measured_on"].startswith("STAND-IN device, not a phone")
+    assert report["scores_computed_on"] == "STAND-IN device (not a phone)"
+    assert "host" not in report and report["device_mean_latency_ms"] > 0
+    status = dict(line.split("=", 1) for line in
+                  (device.device_eval_root / report["job_id"] / "status.properties").read_text().split())
+    assert status["state"] == "done" and int(status["windows_done"]) == len(windows)
