@@ -60,7 +60,7 @@ class EvalActivity : AppCompatActivity() {
             } catch (e: Exception) {
                 // The job could not start (bad job files, unreadable model, unusable delegate).
                 val reason = if (e is EvalException || e is ModelFormatException) e.message else "${e.javaClass.simpleName}: ${e.message}"
-                EvalStatus(EvalStatus.State.ERROR, 0, 0, 0, Double.NaN, reason)
+                EvalStatus(EvalStatus.State.ERROR, 0, numWindowsOrZero(directory), 0, Double.NaN, reason)
                     .also { it.write(File(directory, EvalJob.STATUS_FILE)) }
             }
             show(describe(status))
@@ -87,6 +87,13 @@ class EvalActivity : AppCompatActivity() {
             EvalRunner(job, classifier) { status -> show(describe(status)) }.run()
         }
     }
+
+    private fun numWindowsOrZero(directory: File): Int =
+        try {
+            EvalJob.read(directory).numWindows()
+        } catch (e: EvalException) {
+            0
+        }
 
     private fun describe(status: EvalStatus): String = when (status.state) {
         EvalStatus.State.ERROR -> getString(R.string.error, status.error)
