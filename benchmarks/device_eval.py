@@ -27,16 +27,33 @@ DELEGATES = ("cpu", "xnnpack", "gpu", "nnapi")
 _JOB_ID = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
+_PROPERTY_ESCAPE = re.compile(r"\\(u[0-9a-fA-F]{4}|.)")
+_ESCAPED_CHARACTERS = {"t": "\t", "n": "\n", "r": "\r", "f": "\f"}
+
+
+def _unescape(text: str) -> str:
+    """Undoes java.util.Properties.store escaping (`\\:`, `\\=`, `\\uXXXX`, `\\t`, ...)."""
+    def replace(match):
+        code = match.group(1)
+        if len(code) == 5:
+            return chr(int(code[1:], 16))
+        return _ESCAPED_CHARACTERS.get(code, code)
+    return _PROPERTY_ESCAPE.sub(replace, text)
+
+
 def parse_properties(text: str) -> dict:
-    """java.util.Properties `key=value` lines (the subset DEVICE_EVAL.md uses) -> dict."""
+    """java.util.Properties `key=value` lines as `Properties.store` writes them -> dict.
+
+    Comment lines (`#`, `!`) such as the date that store() adds are skipped; escapes are undone.
+    """
     values = {}
     for line in text.splitlines():
         line = line.strip()
         if not line or line.startswith(("#", "!")):
             continue
-        key, separator, value = line.partition("=")
-        if separator:
-            values[key.strip()] = value.strip()
+        match = re.match(r"((?:\\.|[^=:\\])*?)\s*[=:]\s*(.*)$", line)
+        if match:
+            values[_unescape(match.group(1).strip())] = _unescape(match.group(2))
     return values
 
 

@@ -56,14 +56,34 @@ def test_adb_benchmark_end_to_end(device, files):
         "--device-dir", str(device.device_tmp), "--json", str(out)], check=False)
     assert result.returncode == 1, result.stderr  # one model failed on the device
     report = json.loads(out.read_text())
-    (entry,) = report["devices"]
+    # No --serial: every authorized device, here the two adbds.
+    assert [entry["device"]["serial"] for entry in report["devices"]] == [
+        loopback.SERIAL, loopback.SECOND_SERIAL]
+    for entry in report["devices"]:
+        _check_device_report(entry, files, device)
+    assert report["devices"][0]["device"]["thermal_before"]["battery_temperature_c"] == 30.5
+    assert result.stdout.count("These numbers come from a STAND-IN device, not from a phone.") == 2
+    assert ("broken.tflite (1 threads, xnnpack) failed on the device: "
+            "tensorflow/lite/kernels/batch_matmul.cc:353") in result.stderr
+    # The stand-in benchmark_model warms the battery by 6 °C per run: the harness waits.
+    assert "waiting up to 10 s for the phone to cool (battery 30.5 -> " in result.stderr
+    assert "cooled down after" in result.stderr
+    calls = (device.state_dir / "benchmark_calls.log").read_text().splitlines()
+    assert len(calls) == 12
+    assert all("--use_xnnpack=true" in call and "--enable_op_profiling=true" in call
+               and "--num_runs=7" in call and "--warmup_runs=2" in call for call in calls)
+    # The per-run folders are gone afterwards.
+    assert list(device.device_tmp.iterdir()) == []
+
+
+def _check_device_report(entry, files, device):
+    first, second, broken, _ = files
     facts = entry["device"]
-    assert facts["serial"] == loopback.SERIAL
     assert facts["model"] == "loopback-standin" and facts["sdk"] == 34
     assert facts["place"].startswith("STAND-IN device, not a phone: loopback adbd test")
-    assert facts["thermal_before"] == {"thermal_status": 0, "battery_level": 87,
-                                       "battery_temperature_c": 30.5}
-    assert "These numbers come from a STAND-IN device, not from a phone." in result.stdout
+    # Both stand-in devices share one stand-in battery, so only its level is known in advance.
+    assert facts["thermal_before"]["thermal_status"] == 0
+    assert facts["thermal_before"]["battery_level"] == 87
     rows = entry["rows"]
     assert [(Path(row["model"]).name, row["threads"]) for row in rows] == [
         ("first.tflite", 1), ("first.tflite", 2), ("broken.tflite", 1), ("broken.tflite", 2),
@@ -80,21 +100,11 @@ def test_adb_benchmark_end_to_end(device, files):
         assert [r["Node type"] for r in log["profile"][1]["rows"]] == ["TfLiteXNNPackDelegate",
                                                                       "RESHAPE"]
         assert row["avg_ratio"] == pytest.approx(1.0)
-    assert ("broken.tflite (1 threads, xnnpack) failed on the device: "
-            "tensorflow/lite/kernels/batch_matmul.cc:353") in result.stderr
-    # The stand-in benchmark_model warms the battery by 6 °C per run: the harness waits.
-    assert "waiting up to 10 s for the phone to cool (battery 30.5 -> " in result.stderr
-    assert "cooled down after" in result.stderr
     second_model_rows = [row for row in rows if row["model"] == str(second)]
     assert second_model_rows[0]["cooling_before_model"]["cooled"] is True
-    calls = (device.state_dir / "benchmark_calls.log").read_text().splitlines()
-    assert len(calls) == 6
-    assert all("--use_xnnpack=true" in call and "--enable_op_profiling=true" in call
-               and "--num_runs=7" in call and "--warmup_runs=2" in call for call in calls)
     # This host exposes no cpuinfo_max_freq, so nothing is pinned; the JSON says so.
-    assert all(row["core_mask"] is None for row in rows)
-    # The per-run folder is gone afterwards.
-    assert list(device.device_tmp.iterdir()) == []
+    assert facts["cpu_max_freq_khz"] == {} or all(row["core_mask"] for row in rows)
+    assert entry["run_dir"].startswith(str(device.device_tmp) + "/lean-bench-")
 
 
 def test_adb_unknown_serial_is_a_clear_error(device, files):
@@ -105,7 +115,16 @@ def test_adb_unknown_serial_is_a_clear_error(device, files):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1] == (
         f"lean-bench: error: --serial 'R5CR10ABCDE' is not connected (adb devices -l lists: "
-        f"'{loopback.SERIAL}')")
+        f"'{loopback.SERIAL}', '{loopback.SECOND_SERIAL}')")
+
+
+def test_adb_eval_needs_a_serial_when_several_devices(device, files):
+    result = device.run(LEAN_BENCH + ["adb-eval", str(files[0]), "--data", str(files[3])],
+                        check=False)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"lean-bench: error: several devices are connected ({loopback.SERIAL}, "
+        f"{loopback.SECOND_SERIAL}): choose one with --serial")
 
 
 def test_adb_eval_resumes_after_disconnect_and_matches_lean_eval(device, files, monkeypatch):
@@ -120,6 +139,7 @@ def test_adb_eval_resumes_after_disconnect_and_matches_lean_eval(device, files, 
     first, _, _, data = files
     job_dir, out = device.work_dir / "job", device.work_dir / "eval.json"
     command = LEAN_BENCH + ["adb-eval", str(first), "--data", str(data), "--split", "eval",
+                            "--serial", loopback.SERIAL,
                             "--job-dir", str(job_dir), "--poll", "0.1",
                             "--device-eval-dir", str(device.device_eval_root), "--json", str(out)]
     # First attempt: the stand-in app scores slowly and "unplugs" (kills adbd) after 8 windows.
@@ -171,3 +191,21 @@ def test_adb_eval_resumes_after_disconnect_and_matches_lean_eval(device, files, 
     status = dict(line.split("=", 1) for line in
                   (device.device_eval_root / report["job_id"] / "status.properties").read_text().split())
     assert status["state"] == "done" and int(status["windows_done"]) == len(windows)
+
+
+def test_adb_eval_device_error_is_quoted(device, files):
+    second, data = files[1], files[3]
+    (device.state_dir / "eval_error").write_text("GPU delegate is not supported on this device\n")
+    try:
+        result = device.run(LEAN_BENCH + [
+            "adb-eval", str(second), "--data", str(data), "--delegate", "gpu", "--poll", "0.1",
+            "--serial", loopback.SECOND_SERIAL,
+            "--job-dir", str(device.work_dir / "gpu-job"),
+            "--device-eval-dir", str(device.device_eval_root)], check=False)
+    finally:
+        (device.state_dir / "eval_error").unlink()
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        f"lean-bench: error: {loopback.SECOND_SERIAL}: the evaluation job failed on the device: GPU "
+        "delegate is not supported on this device; 0 of ")
+    assert "delegate=gpu" in (device.work_dir / "gpu-job" / "job.properties").read_text()

@@ -10,6 +10,7 @@ from lean.errors import LeanError
 from lean_bench import adb, cli
 from lean_bench.adb_bench import Thermal, benchmark_command, hotter_than, AdbBenchOptions
 from lean_bench.benchmark_log import parse_benchmark_log
+from lean_bench.device_eval import format_properties, parse_properties
 
 FIXTURES = Path(__file__).parent / "fixtures" / "benchmark_model"
 ANDROID_LOG = (FIXTURES / "benchmark_model_android_aarch64_real.txt").read_text()
@@ -285,3 +286,14 @@ def test_device_facts_of_a_phone_and_of_stand_ins():
         "[ro.product.model]: [loopback]\n[ro.lean.stand_in]: [loopback adbd test]\n"))
     assert marked.place.startswith("STAND-IN device, not a phone: loopback adbd test")
     assert marked.to_dict()["place"] == marked.place
+
+
+def test_properties_as_java_writes_them():
+    # java.util.Properties.store: a date comment first, ':' '=' escaped, non-ASCII as \\uXXXX.
+    text = ("#Sun Nov 22 04:00:00 UTC 2026\nstate=error\nwindows_done=12\n"
+            "error=cannot apply delegate\\: GPU \\u00e9\\=x\nmean_latency_ms=4.25\n")
+    assert parse_properties(text) == {"state": "error", "windows_done": "12",
+                                      "error": "cannot apply delegate: GPU \u00e9=x",
+                                      "mean_latency_ms": "4.25"}
+    job = {"format_version": 1, "num_windows": 5, "window_samples": 16000}
+    assert parse_properties(format_properties(job)) == {key: str(value) for key, value in job.items()}

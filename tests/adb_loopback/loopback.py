@@ -22,8 +22,10 @@ FIXTURES_DIR = HERE.parent / "fixtures" / "benchmark_model"
 INSTALL_SCRIPT = HERE / "install.sh"
 DEFAULT_CACHE = Path(os.environ.get("LEAN_ADB_LOOPBACK_CACHE",
                                     Path.home() / ".cache" / "lean-adb-loopback"))
-ADBD_PORT = 6555  # outside adb's emulator scan range (5555-5585), so it is listed once
-SERIAL = f"127.0.0.1:{ADBD_PORT}"
+# Outside adb's emulator scan range (5555-5585), so each is listed once. Two adbds on the same
+# host make two "devices", for the several-devices path.
+ADBD_PORTS = (6555, 6556)
+SERIAL, SECOND_SERIAL = (f"127.0.0.1:{port}" for port in ADBD_PORTS)
 
 
 def unavailable_reason() -> str | None:
@@ -48,7 +50,11 @@ def install(cache_dir: Path = DEFAULT_CACHE) -> Path:
 
 
 class LoopbackDevice:
-    """Starts the namespace, adbd and the adb server; `run(...)` runs a command inside."""
+    """Starts the namespace, two adbds and the adb server; `run(...)` runs a command inside.
+
+    The first adbd (SERIAL) is the one the stand-in app can "unplug" (its pid is in
+    state/adbd.pid); stop_adbd/start_adbd/connect act on it.
+    """
 
     def __init__(self, cache_dir: Path, work_dir: Path):
         self.root = cache_dir / "root"
@@ -64,7 +70,7 @@ class LoopbackDevice:
         for folder in (self.state_dir, self.device_tmp, self.device_eval_root, self.home):
             folder.mkdir(parents=True, exist_ok=True)
         self._namespace = None
-        self._adbd = None
+        self._adbds = {}
 
     @property
     def env(self) -> dict:
@@ -81,14 +87,15 @@ class LoopbackDevice:
             stdout=subprocess.PIPE, text=True)
         if self._namespace.stdout.readline().strip() != "ready":
             raise RuntimeError("could not bring up lo in a new network namespace")
-        self.start_adbd()
-        self.connect()
+        for port in ADBD_PORTS:
+            self.start_adbd(port)
+            self.connect(f"127.0.0.1:{port}")
 
-    def start_adbd(self) -> None:
+    def start_adbd(self, port: int = ADBD_PORTS[0]) -> None:
         library_dirs = sorted({str(path.parent) for path in self.root.rglob("*.so*")})
         env = dict(self.env)
         env.update(
-            ADBD_PORT=str(ADBD_PORT),
+            ADBD_PORT=str(port),
             LD_LIBRARY_PATH=":".join(library_dirs),
             PATH=f"{STANDIN_DIR}:{os.environ.get('PATH', '/usr/bin:/bin')}",
             LEAN_STANDIN_DIR=str(STANDIN_DIR),
@@ -97,16 +104,18 @@ class LoopbackDevice:
             LEAN_STANDIN_EVAL_ROOT=str(self.device_eval_root),
             LEAN_STANDIN_PYTHON=sys.executable,
         )
-        self._adbd = subprocess.Popen(self._enter([str(self.adbd_path)]), env=env,
-                                      cwd=str(self.work_dir), stdout=subprocess.DEVNULL,
-                                      stderr=open(self.work_dir / "adbd.log", "a"))
+        process = subprocess.Popen(self._enter([str(self.adbd_path)]), env=env,
+                                   cwd=str(self.work_dir), stdout=subprocess.DEVNULL,
+                                   stderr=open(self.work_dir / f"adbd-{port}.log", "a"))
+        self._adbds[port] = process
         # The adbd inside nsenter is nsenter's child: record the real pid for the stand-ins.
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            children = Path(f"/proc/{self._adbd.pid}/task/{self._adbd.pid}/children")
+            children = Path(f"/proc/{process.pid}/task/{process.pid}/children")
             pids = children.read_text().split() if children.exists() else []
-            if pids or self._is_adbd(self._adbd.pid):
-                (self.state_dir / "adbd.pid").write_text(pids[0] if pids else str(self._adbd.pid))
+            if pids or self._is_adbd(process.pid):
+                if port == ADBD_PORTS[0]:
+                    (self.state_dir / "adbd.pid").write_text(pids[0] if pids else str(process.pid))
                 break
             time.sleep(0.05)
         time.sleep(0.3)
@@ -118,25 +127,27 @@ class LoopbackDevice:
         except OSError:
             return False
 
-    def connect(self) -> None:
+    def connect(self, serial: str = SERIAL) -> None:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
-            self.run(["adb", "disconnect", SERIAL], check=False)
-            result = self.run(["adb", "connect", SERIAL], check=False)
+            self.run(["adb", "disconnect", serial], check=False)
+            result = self.run(["adb", "connect", serial], check=False)
             devices = self.run(["adb", "devices"], check=False).stdout
-            if "connected" in result.stdout and f"{SERIAL}\tdevice" in devices:
+            if "connected" in result.stdout and f"{serial}\tdevice" in devices:
                 return
             time.sleep(0.5)
-        raise RuntimeError(f"adb could not connect to adbd at {SERIAL}: {result.stdout.strip()}")
+        raise RuntimeError(f"adb could not connect to adbd at {serial}: {result.stdout.strip()}")
 
-    def stop_adbd(self) -> None:
-        if self._adbd is not None:
-            pid_file = self.state_dir / "adbd.pid"
-            if pid_file.exists():
-                _kill(int(pid_file.read_text()))
-            _kill(self._adbd.pid)
-            self._adbd.wait(timeout=10)
-            self._adbd = None
+    def stop_adbd(self, port: int = ADBD_PORTS[0]) -> None:
+        process = self._adbds.pop(port, None)
+        if process is None:
+            return
+        children = Path(f"/proc/{process.pid}/task/{process.pid}/children")
+        for pid in (children.read_text().split() if children.exists() else []):
+            if self._is_adbd(int(pid)):
+                _kill(int(pid))
+        _kill(process.pid)
+        process.wait(timeout=10)
 
     def _enter(self, command: list[str]) -> list[str]:
         return ["nsenter", f"--net=/proc/{self._namespace.pid}/ns/net", "--"] + command
@@ -156,8 +167,14 @@ class LoopbackDevice:
         self.run(["adb", "kill-server"], check=False, timeout=30)
         job_pid = self.state_dir / "eval_job.pid"
         if job_pid.exists():
-            _kill(int(job_pid.read_text()))
-        self.stop_adbd()
+            pid = int(job_pid.read_text())
+            try:  # only the stand-in job we started, never a recycled pid
+                if b"eval_job.py" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    _kill(pid)
+            except OSError:
+                pass
+        for port in list(self._adbds):
+            self.stop_adbd(port)
         self._namespace.kill()
         self._namespace.wait(timeout=10)
         self._namespace = None

@@ -3,7 +3,8 @@
 Follows benchmarks/DEVICE_EVAL.md: reads job.properties, model.tflite and windows.f32, keeps the
 whole rows of scores.f32 already present, appends one row per window, and rewrites
 status.properties atomically (via status.properties.tmp). For the disconnection test it can kill
-adbd after a given number of windows ($LEAN_STANDIN_STATE/disconnect_after).
+adbd after a given number of windows ($LEAN_STANDIN_STATE/disconnect_after), and fail with a
+given error line ($LEAN_STANDIN_STATE/eval_error).
 """
 
 import os
@@ -32,6 +33,11 @@ def write_status(values):
 
 job = read_properties(job_dir / "job.properties")
 num_windows, window_samples = int(job["num_windows"]), int(job["window_samples"])
+forced_error = state / "eval_error"
+if forced_error.exists():  # e.g. a delegate the "device" cannot apply
+    write_status({"state": "error", "windows_done": 0, "num_windows": num_windows,
+                  "num_classes": 0, "error": forced_error.read_text().strip()})
+    sys.exit(1)
 try:
     interpreter = Interpreter(model_path=str(job_dir / "model.tflite"), num_threads=int(job["threads"]))
     interpreter.allocate_tensors()
