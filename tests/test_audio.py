@@ -111,6 +111,10 @@ def make_bad_files(tmp_path: Path) -> dict[str, tuple[Path, str]]:
         path = tmp_path / name
         soundfile.write(path, noise, 22050, format=container, subtype=subtype)
         files[name] = (cut_in_half(path), reason)
+    if "MPEG_LAYER_III" in soundfile.available_subtypes("MP3"):
+        path = tmp_path / "truncated.mp3"
+        soundfile.write(path, noise, 22050, format="MP3", subtype="MPEG_LAYER_III")
+        files["truncated.mp3"] = (cut_in_half(path), "truncated (")
     header_only = tmp_path / "header_only.wav"
     soundfile.write(header_only, noise[:0], 22050, subtype="PCM_16")
     files["no samples"] = (header_only, "no audio samples")

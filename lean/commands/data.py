@@ -26,7 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "16-bit WAV clips, about 30 %% of them with two classes mixed, split into train/val "
         "(dev.csv) and eval (eval.csv). Five classes use real recordings from the Debian package "
         "sound-theme-freedesktop when it is installed, the rest (or all) are synthesized. "
-        "The same seed gives the same files. OUT_DIR/README.md names sources and licences.",
+        "The same seed gives byte-identical files on machines with the same packages. "
+        "OUT_DIR/README.md names the sources and their licences.",
     )
     demo.add_argument("out_dir", metavar="OUT_DIR", help="destination folder (created)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")

@@ -327,7 +327,8 @@ def build_demo_dataset(
     Args:
         out_dir: destination; it must be empty or absent, or hold a demo dataset to replace when
             `force` is set. A demo built with the same arguments is reused as it is.
-        seed: the same seed (and the same sound theme files) gives byte-identical files.
+        seed: the same seed gives byte-identical files, given the same sound theme files and
+            library versions (the recordings are decoded with libsndfile/libvorbis).
         clips_per_class: clips whose first label is each class (13 classes).
         sound_dir: folder of the sound theme's .oga recordings; None or missing: synthesis only.
         force: replace an existing dataset in out_dir.
