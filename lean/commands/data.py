@@ -23,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "demo",
         help="write a small multi-label demo dataset (offline, deterministic)",
         description="Writes a small multi-label dataset in the FSD50K layout: 13 classes, 1-4 s "
-        "16-bit WAV clips, about 30 %% of them with two classes mixed, split into train/val "
+        "16-bit WAV clips, about 30 % of them with two classes mixed, split into train/val "
         "(dev.csv) and eval (eval.csv). Five classes use real recordings from the Debian package "
         "sound-theme-freedesktop when it is installed, the rest (or all) are synthesized. "
         "The same seed gives byte-identical files on machines with the same packages. "
