@@ -33,6 +33,8 @@ WINDOW_CASES = (
     (7, 9, 0.5),
 )
 TOP_K = 3
+# Exactly representable in float32; MediaPipe (and the app) drop categories scoring below it.
+SCORE_THRESHOLD = 0.25
 # Scores of the synthetic eval job: class c of a window is its sample (c * 7) % W, so each row of
 # scores.f32 names the window it came from (the JVM test uses the same rule).
 EVAL_SCORE_STRIDE = 7
@@ -80,6 +82,7 @@ def export_tiny_model(path: Path) -> None:
         license="Apache-2.0",
         sample_rate=SAMPLE_RATE,
         labels=LABELS,
+        score_threshold=SCORE_THRESHOLD,
     )
     path.write_bytes(add_metadata(model_bytes, info))
 
@@ -167,20 +170,26 @@ def write_model_goldens(directory: Path, golden: dict, model_path: Path | None) 
     golden["model.name"] = metadata["name"]
     golden["model.version"] = metadata["version"]
     golden["model.min_parser_version"] = metadata["min_parser_version"]
+    threshold = metadata["output"]["score_threshold"]
+    golden["model.score_threshold"] = "NaN" if threshold is None else repr(float(threshold))
 
     # Top-k of the real model's clip scores (as `lean tag`: window scores averaged, stable sort),
     # then rows with ties, which must keep the lower class index first.
     clip = deterministic_waveform(36800, seed=11)
     window_scores = predictor.predict(eval_windows(clip, predictor.window_samples, 0.5))
     clip_scores = aggregate_clip_scores(window_scores, np.zeros(len(window_scores), int), "mean")
-    ties = np.array([[0.5, 0.25, 0.5, 0.75, 0.25], [0.1, 0.1, 0.1, 0.1, 0.1]])
+    # Ties, all below the threshold, and one exactly on it (kept) next to one just below.
+    ties = np.array([[0.5, 0.25, 0.5, 0.75, 0.25], [0.1, 0.1, 0.1, 0.1, 0.1], [0.3, 0.2, 0.25, 0.1, 0.24]])
     rows = np.concatenate([clip_scores, ties]).astype(np.float32)
     _write_f32(directory / "topk_scores.f32", rows)
     golden["topk.scores"] = "topk_scores.f32"
     golden["topk.k"] = TOP_K
     golden["topk.rows"] = len(rows)
     for row, scores in enumerate(rows):
-        golden[f"topk.{row}"] = _join(np.argsort(-scores, kind="stable")[:TOP_K])
+        top = np.argsort(-scores, kind="stable")[:TOP_K]
+        golden[f"topk.{row}"] = _join(top)
+        kept = top if threshold is None else [i for i in top if scores[i] >= threshold]
+        golden[f"topk.{row}.above_threshold"] = _join(kept)
 
 
 def write_eval_job(directory: Path, golden: dict) -> np.ndarray:

@@ -74,6 +74,11 @@ public final class FlatBufferTable {
         return at < 0 ? defaultValue : buffer.getInt(at) & 0xFFFFFFFFL;
     }
 
+    public float getFloat32(int slot, float defaultValue) throws ModelFormatException {
+        int at = fieldPosition(slot, 4);
+        return at < 0 ? defaultValue : buffer.getFloat(at);
+    }
+
     public long getUint64(int slot, long defaultValue) throws ModelFormatException {
         int at = fieldPosition(slot, 8);
         return at < 0 ? defaultValue : buffer.getLong(at);

@@ -45,12 +45,17 @@ public final class ModelInfo {
     private static final int SUBGRAPH_INPUT_METADATA = 2;
     private static final int SUBGRAPH_OUTPUT_METADATA = 3;
     private static final int TENSOR_METADATA_CONTENT = 3;
+    private static final int TENSOR_METADATA_PROCESS_UNITS = 4;
     private static final int TENSOR_METADATA_FILES = 6;
     private static final int CONTENT_PROPERTIES_TYPE = 0;
     private static final int CONTENT_PROPERTIES = 1;
     private static final int CONTENT_TYPE_AUDIO_PROPERTIES = 4;
     private static final int AUDIO_SAMPLE_RATE = 0;
     private static final int AUDIO_CHANNELS = 1;
+    private static final int PROCESS_UNIT_OPTIONS_TYPE = 0;
+    private static final int PROCESS_UNIT_OPTIONS = 1;
+    private static final int OPTIONS_TYPE_SCORE_THRESHOLDING = 3;
+    private static final int SCORE_THRESHOLD = 0;
     private static final int FILE_NAME = 0;
     private static final int FILE_TYPE = 2;
     private static final int FILE_TYPE_TENSOR_AXIS_LABELS = 2;
@@ -64,10 +69,11 @@ public final class ModelInfo {
     private final int[] outputShape;
     private final String labelsFile;
     private final List<String> labels;
+    private final float scoreThreshold;
 
     private ModelInfo(String name, String version, String minParserVersion, int sampleRate,
             int channels, int[] inputShape, int[] outputShape, String labelsFile,
-            List<String> labels) {
+            List<String> labels, float scoreThreshold) {
         this.name = name;
         this.version = version;
         this.minParserVersion = minParserVersion;
@@ -77,6 +83,7 @@ public final class ModelInfo {
         this.outputShape = outputShape;
         this.labelsFile = labelsFile;
         this.labels = labels;
+        this.scoreThreshold = scoreThreshold;
     }
 
     /**
@@ -123,8 +130,12 @@ public final class ModelInfo {
 
         String labelsFile = null;
         List<String> labels = Collections.emptyList();
+        float scoreThreshold = Float.NaN;
         if (subgraphMetadata.vectorLength(SUBGRAPH_OUTPUT_METADATA) > 0) {
-            labelsFile = labelsFileName(subgraphMetadata.getTableElement(SUBGRAPH_OUTPUT_METADATA, 0));
+            FlatBufferTable outputMetadata =
+                    subgraphMetadata.getTableElement(SUBGRAPH_OUTPUT_METADATA, 0);
+            labelsFile = labelsFileName(outputMetadata);
+            scoreThreshold = scoreThreshold(outputMetadata);
         }
         if (labelsFile != null) {
             labels = readLabels(model, labelsFile);
@@ -137,7 +148,7 @@ public final class ModelInfo {
         return new ModelInfo(metadata.getString(MODEL_METADATA_NAME),
                 metadata.getString(MODEL_METADATA_VERSION),
                 metadata.getString(MODEL_METADATA_MIN_PARSER), (int) sampleRate, (int) channels,
-                inputShape, outputShape, labelsFile, labels);
+                inputShape, outputShape, labelsFile, labels, scoreThreshold);
     }
 
     /** Splits a labels file: one label per line, UTF-8, trailing empty line ignored. */
@@ -248,6 +259,20 @@ public final class ModelInfo {
         return null;
     }
 
+    /** The ScoreThresholdingOptions of the output tensor, or NaN when it has none. */
+    private static float scoreThreshold(FlatBufferTable outputMetadata)
+            throws ModelFormatException {
+        for (int i = 0; i < outputMetadata.vectorLength(TENSOR_METADATA_PROCESS_UNITS); i++) {
+            FlatBufferTable unit = outputMetadata.getTableElement(TENSOR_METADATA_PROCESS_UNITS, i);
+            FlatBufferTable options = unit.getTable(PROCESS_UNIT_OPTIONS);
+            if (unit.getUint8(PROCESS_UNIT_OPTIONS_TYPE, 0) == OPTIONS_TYPE_SCORE_THRESHOLDING
+                    && options != null) {
+                return options.getFloat32(SCORE_THRESHOLD, 0f);
+            }
+        }
+        return Float.NaN;
+    }
+
     private static List<String> readLabels(ByteBuffer model, String labelsFile)
             throws ModelFormatException {
         AppendedZip zip = AppendedZip.find(model);
@@ -309,6 +334,14 @@ public final class ModelInfo {
     /** Labels in output order; empty when the model has no labels file. */
     public List<String> labels() {
         return labels;
+    }
+
+    /**
+     * The output's global score threshold from the metadata (MediaPipe drops categories scoring
+     * below it), or NaN when the metadata sets none.
+     */
+    public float scoreThreshold() {
+        return scoreThreshold;
     }
 
     /** The label of class {@code index}, or "class N" when the model has no labels. */

@@ -39,17 +39,21 @@ public final class TopK {
     }
 
     /**
-     * The top {@code k} classes with their labels.
+     * The top {@code k} classes with their labels, without those below the model's score
+     * threshold (as MediaPipe's AudioClassifier does).
      *
      * @param scores one score per class
-     * @param k how many to return
-     * @param info the model, for the labels
+     * @param k how many to return at most
+     * @param info the model, for the labels and the threshold
      * @return the categories, best first
      */
     public static List<Category> categories(float[] scores, int k, ModelInfo info) {
+        float threshold = info.scoreThreshold();
         List<Category> top = new ArrayList<>();
         for (int index : indices(scores, k)) {
-            top.add(new Category(index, info.label(index), scores[index]));
+            if (Float.isNaN(threshold) || scores[index] >= threshold) {
+                top.add(new Category(index, info.label(index), scores[index]));
+            }
         }
         return top;
     }

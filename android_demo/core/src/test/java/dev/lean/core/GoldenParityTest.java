@@ -14,6 +14,7 @@ import java.io.Reader;
 import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
+import java.util.List;
 import java.util.Properties;
 import java.util.Random;
 import org.junit.Assume;
@@ -64,6 +65,9 @@ public class GoldenParityTest {
     }
 
     private int[] getInts(String key) {
+        if (get(key).isEmpty()) {
+            return new int[0];
+        }
         String[] parts = get(key).split(",");
         int[] values = new int[parts.length];
         for (int i = 0; i < parts.length; i++) {
@@ -127,9 +131,22 @@ public class GoldenParityTest {
         int rows = getInt("topk.rows");
         float[] flat = Float32Files.readFloats(file("topk.scores"));
         float[][] scores = Float32Files.readRows(file("topk.scores"), flat.length / rows);
+        ModelInfo info = readModel();
+        int kept = 0;
         for (int r = 0; r < rows; r++) {
             assertArrayEquals("row " + r, getInts("topk." + r), TopK.indices(scores[r], k));
+            int[] aboveThreshold = getInts("topk." + r + ".above_threshold");
+            List<Category> categories = TopK.categories(scores[r], k, info);
+            assertEquals("row " + r, aboveThreshold.length, categories.size());
+            for (int i = 0; i < aboveThreshold.length; i++) {
+                assertEquals(aboveThreshold[i], categories.get(i).index());
+                assertEquals(info.label(aboveThreshold[i]), categories.get(i).label());
+                assertEquals(scores[r][aboveThreshold[i]], categories.get(i).score(), 0f);
+            }
+            kept += aboveThreshold.length;
         }
+        // The threshold must both keep and drop something for this check to mean anything.
+        assertTrue(kept > 0 && kept < rows * k);
     }
 
     @Test
@@ -144,6 +161,7 @@ public class GoldenParityTest {
         assertEquals(get("model.name"), info.name());
         assertEquals(get("model.version"), info.version());
         assertEquals(get("model.min_parser_version"), info.minParserVersion());
+        assertEquals(Float.parseFloat(get("model.score_threshold")), info.scoreThreshold(), 0f);
         byte[] labels = Files.readAllBytes(file("model.labels").toPath());
         assertEquals(ModelInfo.parseLabels(labels), info.labels());
         assertEquals(getInt("model.num_labels"), info.labels().size());
