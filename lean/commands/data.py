@@ -7,8 +7,6 @@ import json
 import sys
 from pathlib import Path
 
-from lean.io import atomic_write_text
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -48,8 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     check.add_argument("data_dir", metavar="DIR", help="dataset folder")
     check.add_argument("--decode", action="store_true",
                        help="also decode every audio file and report unreadable ones and durations")
-    check.add_argument("--json", nargs="?", const="-", default=None, metavar="OUT.json",
-                       help="write the summary as JSON to stdout (no value) or to a file")
+    check.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
     check.set_defaults(func=run_check)
 
 
@@ -130,14 +127,7 @@ def _decode_all(scan, splits) -> dict:
 def run_check(args: argparse.Namespace) -> int:
     summary = summarize(args.data_dir, decode=args.decode)
     failed = bool(summary["problems"] or summary.get("bad_audio"))
-    if args.json is not None:
-        text = json.dumps(summary, indent=2) + "\n"
-        if args.json == "-":
-            sys.stdout.write(text)
-        else:
-            atomic_write_text(args.json, text)
-        return 1 if failed else 0
-    print(_format_summary(summary))
+    print(json.dumps(summary, indent=2) if args.json else _format_summary(summary))
     return 1 if failed else 0
 
 
