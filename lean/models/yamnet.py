@@ -97,9 +97,10 @@ def build_yamnet_trunk(
 
 def build_audioset_classifier(trunk: keras.Model) -> keras.Model:
     """YAMNet with its 521-way AudioSet logistic head: log-mel patch -> AudioSet scores."""
-    logits = keras.layers.Dense(AUDIOSET_CLASSES, name="logits")(trunk.output)
+    patch = keras.Input(trunk.input.shape[1:], batch_size=trunk.input.shape[0], name="log_mel")
+    logits = keras.layers.Dense(AUDIOSET_CLASSES, name="logits")(trunk(patch))
     scores = keras.layers.Activation("sigmoid", name="audioset_scores")(logits)
-    return keras.Model(trunk.input, scores, name="yamnet_audioset")
+    return keras.Model(patch, scores, name="yamnet_audioset")
 
 
 def warn_random_init_once() -> None:
@@ -209,24 +210,32 @@ def load_yamnet_weights(model_or_trunk: keras.Model, path: str | Path) -> None:
     if not path.exists():
         raise LeanError(f"{path}: YAMNet weights not found")
     source = _read_saved_model(path) if path.is_dir() else _read_keras2_h5(path)
+    # The official file ends with the 521-way AudioSet classifier (a Dense: kernel and bias).
+    classifier_source = []
+    if source and len(source[-1][1]) == 2 and source[-1][1][0][1].ndim == 2:
+        classifier_source, source = source[-1:], source[:-1]
+    targets = _weighted_layers(_find_trunk(model_or_trunk))
     if model_or_trunk.name == "yamnet_audioset":
-        targets = _weighted_layers(_find_trunk(model_or_trunk)) + [
-            model_or_trunk.get_layer("logits")
-        ]
-    else:
-        targets = _weighted_layers(_find_trunk(model_or_trunk))
-        # The official file ends with the AudioSet classifier, which a trunk does not have.
-        if len(source) == len(targets) + 1 and not source[-1][0].startswith("layer"):
-            source = source[:-1]
+        if not classifier_source:
+            raise LeanError(f"{path}: no AudioSet classifier (final Dense) in the weights file")
+        source += classifier_source
+        targets.append(model_or_trunk.get_layer("logits"))
     problems = []
     if len(source) != len(targets):
         problems.append(f"{len(source)} layers with weights in the file, expected {len(targets)}")
+        file_names = {name for name, _ in source}
+        missing = [
+            _official_name(layer.name) for layer in targets
+            if layer.name != "logits" and _official_name(layer.name) not in file_names
+        ]
+        if missing:
+            problems.append(f"missing layers: {', '.join(missing)}")
     assignments = []
     for (file_layer, file_weights), layer in zip(source, targets):
         expected_name = _official_name(layer.name)
         if file_layer.startswith("layer") and file_layer != expected_name:
             problems.append(f"layer {file_layer!r} where {expected_name!r} was expected")
-            continue
+            break  # every later pairing is shifted too; the first mismatch is the useful one
         variables = layer.weights
         if len(file_weights) != len(variables):
             problems.append(
@@ -241,11 +250,6 @@ def load_yamnet_weights(model_or_trunk: keras.Model, path: str | Path) -> None:
                 )
             else:
                 assignments.append((variable, array))
-    if len(source) != len(targets):
-        mapped = {id(v) for v, _ in assignments}
-        unmapped = [v.path for layer in targets for v in layer.weights if id(v) not in mapped]
-        if unmapped:
-            problems.append(f"unmapped: {', '.join(unmapped[:6])}")
     if problems:
         raise LeanError(f"{path}: cannot load YAMNet weights: {'; '.join(problems)}")
     for variable, array in assignments:

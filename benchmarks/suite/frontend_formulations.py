@@ -1,0 +1,169 @@
+"""Measures exact formulations of YAMNet's log-mel frontend as float32 TFLite, side by side.
+
+Each candidate maps a [1, 16000] waveform to the [1, 96, 64] log-mel patch. For each: whether it
+converts with TFLite builtin ops only, its op count, its max abs difference from
+`lean.features.LogMelFrontend`, and its median LiteRT latency (XNNPACK, 1 thread).
+
+    python benchmarks/suite/frontend_formulations.py [--runs 300] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from collections import Counter
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def _candidates(config):
+    """name -> (description, function of a [1, 16000] tensor returning [1, 96, 64])."""
+    import tensorflow as tf
+
+    from lean.features import _log_mel_from_frames, _patch_frames, frontend_matrices, mel_weight_matrix
+
+    window, hop, fft = config.window_samples, config.hop_samples, config.fft_length
+    frames_needed = (config.patch_frames - 1) * hop + window
+    full_mel = tf.constant(mel_weight_matrix(config).astype(np.float32))
+    hann = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(window) / window)
+
+    def log_mel_of_magnitude(magnitude, mel=full_mel):
+        return tf.math.log(tf.matmul(magnitude, mel) + config.log_offset)
+
+    def stft_rfft(waveform):
+        # tf.signal.stft: frame + periodic Hann + RFFT (-> RFFT2D) + abs (-> COMPLEX_ABS).
+        spectrum = tf.signal.stft(waveform[:, :frames_needed], window, hop, fft)
+        return log_mel_of_magnitude(tf.abs(spectrum))
+
+    def yamnet_tflite_dft(waveform):
+        # YAMNet's own tflite_compatible path: frame, window, pad to 512, two [512, 257] matmuls.
+        k = np.arange(fft // 2 + 1)
+        phase = 2 * np.pi * np.outer(np.arange(fft), k) / fft
+        frames = tf.signal.frame(waveform[:, :frames_needed], window, hop) * hann.astype(np.float32)
+        pad = (fft - window) // 2
+        padded = tf.pad(frames, [[0, 0], [0, 0], [pad, fft - window - pad]])
+        real = tf.matmul(padded, tf.constant(np.cos(phase).astype(np.float32)))
+        imag = tf.matmul(padded, tf.constant(-np.sin(phase).astype(np.float32)))
+        return log_mel_of_magnitude(tf.sqrt(real * real + imag * imag))
+
+    def folded_full(waveform):
+        # Window folded into one [400, 514] matrix, all 257 bins, frames by tf.signal.frame.
+        n = np.arange(window)
+        phase = 2 * np.pi * np.outer(n, np.arange(fft // 2 + 1)) / fft
+        dft = (np.concatenate([np.cos(phase), -np.sin(phase)], 1) * hann[:, None]).astype(np.float32)
+        spectrum = tf.matmul(tf.signal.frame(waveform[:, :frames_needed], window, hop), dft)
+        power = tf.square(spectrum)
+        return log_mel_of_magnitude(tf.sqrt(power[..., : fft // 2 + 1] + power[..., fft // 2 + 1 :]))
+
+    def folded_used_bins_frame_op(waveform):
+        # The shipped matrices ([400, 470], bins 5..239), frames by tf.signal.frame.
+        return _log_mel_from_frames(tf.signal.frame(waveform[:, :frames_needed], window, hop), config)
+
+    def folded_used_bins_conv(waveform):
+        # Framing and DFT as one strided 1-D convolution (kernel 400, stride 160, 470 filters).
+        dft, mel = frontend_matrices(config)
+        spectrum = tf.nn.conv1d(waveform[:, :frames_needed, None], dft[:, None, :], hop, "VALID")
+        power = tf.square(spectrum)
+        bins = mel.shape[0]
+        return log_mel_of_magnitude(tf.sqrt(power[..., :bins] + power[..., bins:]), tf.constant(mel))
+
+    def shipped(waveform):
+        # lean.features.LogMelFrontend: static-slice framing + [400, 470] matmul.
+        return _log_mel_from_frames(_patch_frames(waveform, config), config)
+
+    return {
+        "stft_rfft": ("tf.signal.stft + abs (RFFT2D, COMPLEX_ABS)", stft_rfft),
+        "yamnet_tflite_dft": ("YAMNet tflite_compatible: 512-pad, 2 x [512,257] matmuls, 25.8M MACs", yamnet_tflite_dft),
+        "folded_full": ("Hann folded into [400,514], all bins, 20.1M MACs", folded_full),
+        "folded_used_bins_frame_op": ("folded [400,470], bins 5..239, tf.signal.frame, 18.0M MACs", folded_used_bins_frame_op),
+        "folded_used_bins_conv": ("folded [400,470] as strided CONV_2D", folded_used_bins_conv),
+        "shipped": ("lean.features: static slices + folded [400,470] matmul", shipped),
+    }
+
+
+def _convert(function):
+    import tensorflow as tf
+
+    concrete = tf.function(function).get_concrete_function(tf.TensorSpec([1, 16000], tf.float32))
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], function)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    return converter.convert()
+
+
+def measure(runs: int) -> list[dict]:
+    from ai_edge_litert.interpreter import Interpreter
+
+    from lean.config import FrontendConfig
+    from lean.features import LogMelFrontend
+
+    config = FrontendConfig()
+    rng = np.random.default_rng(0)
+    waveform = (0.1 * rng.standard_normal((1, 16000))).astype(np.float32)
+    expected = LogMelFrontend(config)(waveform).numpy()
+    rows = []
+    for name, (description, function) in _candidates(config).items():
+        row = {"name": name, "description": description}
+        try:
+            flatbuffer = _convert(function)
+        except Exception as error:  # report, keep measuring the others
+            row["error"] = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
+            rows.append(row)
+            continue
+        with tempfile.NamedTemporaryFile(suffix=".tflite") as handle:
+            handle.write(flatbuffer)
+            handle.flush()
+            interpreter = Interpreter(model_path=handle.name, num_threads=1)
+        interpreter.allocate_tensors()
+        input_index = interpreter.get_input_details()[0]["index"]
+        output_index = interpreter.get_output_details()[0]["index"]
+        interpreter.set_tensor(input_index, waveform)
+        interpreter.invoke()
+        output = interpreter.get_tensor(output_index)
+        for _ in range(20):
+            interpreter.invoke()
+        times = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            interpreter.invoke()
+            times.append(time.perf_counter() - start)
+        ops = Counter(op["op_name"] for op in interpreter._get_ops_details())
+        row.update(
+            median_ms=round(1000 * float(np.median(times)), 3),
+            max_abs_diff=float(np.abs(output.reshape(expected.shape) - expected).max()),
+            ops=dict(ops),
+            size_bytes=len(flatbuffer),
+        )
+        rows.append(row)
+    return rows
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=300, help="timed invocations per candidate")
+    parser.add_argument("--json", help="also write the rows as JSON to this file")
+    args = parser.parse_args(argv)
+    rows = measure(args.runs)
+    for row in rows:
+        if "error" in row:
+            print(f"{row['name']:<28} FAILED {row['error']}")
+        else:
+            print(
+                f"{row['name']:<28} {row['median_ms']:7.3f} ms  diff {row['max_abs_diff']:.1e}  "
+                f"{sum(row['ops'].values()):3d} ops  {row['size_bytes'] / 1e6:5.2f} MB  "
+                f"{row['description']}"
+            )
+    if args.json:
+        from lean.io import atomic_write_text
+
+        atomic_write_text(args.json, json.dumps(rows, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
