@@ -72,33 +72,33 @@ class AudioClassifierHelper(
         var classifier: LiteRtClassifier? = null
         var record: AudioRecord? = null
         try {
-            val model = options.model.load(appContext)
-            val info = ModelInfo.read(model)
-            val created = LiteRtClassifier.create(model, info, options.accelerator, options.threads, allowFallback = true)
-            classifier = created.classifier
-            post { listener.onModelReady(info, created.classifier.accelerator, created.fallbackReason) }
+            val modelBuffer = options.model.load(appContext)
+            val info = ModelInfo.read(modelBuffer)
+            val created = LiteRtClassifier.create(modelBuffer, info, options.accelerator, options.threads, allowFallback = true)
+            val liveClassifier = created.classifier.also { classifier = it }
+            post { listener.onModelReady(info, liveClassifier.accelerator, created.fallbackReason) }
 
             val hop = Windows.hopSamples(info.windowSamples(), options.hopFraction)
-            record = openMicrophone(info.sampleRate(), hop)
-            record.startRecording()
+            val microphone = openMicrophone(info.sampleRate(), hop).also { record = it }
+            microphone.startRecording()
             val windower = StreamingWindower(info.windowSamples(), hop)
             val chunk = FloatArray(info.windowSamples())
             val window = FloatArray(info.windowSamples())
             val scores = FloatArray(info.numClasses())
             while (running) {
                 // Blocking reads of one hop align windows on hop boundaries of the stream.
-                val read = record.read(chunk, 0, hop, AudioRecord.READ_BLOCKING)
+                val read = microphone.read(chunk, 0, hop, AudioRecord.READ_BLOCKING)
                 if (read < 0) throw IllegalStateException("microphone read failed (AudioRecord error $read)")
                 windower.append(chunk, 0, read)
                 // Whatever arrived during the last inference: catch up instead of lagging behind.
-                var pending = record.read(chunk, 0, chunk.size, AudioRecord.READ_NON_BLOCKING)
+                var pending = microphone.read(chunk, 0, chunk.size, AudioRecord.READ_NON_BLOCKING)
                 while (pending > 0) {
                     windower.append(chunk, 0, pending)
-                    pending = record.read(chunk, 0, chunk.size, AudioRecord.READ_NON_BLOCKING)
+                    pending = microphone.read(chunk, 0, chunk.size, AudioRecord.READ_NON_BLOCKING)
                 }
                 if (!windower.takeWindow(window)) continue
                 val start = SystemClock.elapsedRealtimeNanos()
-                classifier.classify(window, scores)
+                liveClassifier.classify(window, scores)
                 val elapsedMs = (SystemClock.elapsedRealtimeNanos() - start) / 1_000_000
                 val top = TopK.categories(scores, options.topK, info)
                 post { listener.onResult(top, elapsedMs) }
