@@ -101,3 +101,88 @@ def test_jvm_parity_fails_on_a_wrong_golden(golden, tmp_path):
     assert "modelMetadataEqualsPythonReader" in result.stdout
     assert "windows.0 window 1" in result.stdout
     assert "Failures: 2" in result.stdout
+
+
+ANDROID = CORE.parent
+APP_MAIN = ANDROID / "app" / "src" / "main"
+
+
+def _version_catalog() -> dict:
+    import tomllib
+
+    return tomllib.loads((ANDROID / "gradle" / "libs.versions.toml").read_text())
+
+
+def test_gradle_files_use_only_pinned_catalog_entries():
+    import re
+
+    catalog = _version_catalog()
+    versions = catalog["versions"]
+    assert all(re.fullmatch(r"\d+(\.\d+)+", v) for v in versions.values()), versions
+    aliases = {name.replace("-", ".") for name in catalog["libraries"]}
+    plugins = {name.replace("-", ".") for name in catalog["plugins"]}
+    for entry in list(catalog["libraries"].values()) + list(catalog["plugins"].values()):
+        assert entry["version"]["ref"] in versions, entry  # TOML reads version.ref as nested keys
+    scripts = [ANDROID / "build.gradle.kts", ANDROID / "app" / "build.gradle.kts", CORE / "build.gradle.kts"]
+    used_libraries, used_plugins = set(), set()
+    for script in scripts:
+        text = script.read_text()
+        used_plugins |= set(re.findall(r"libs\.plugins\.([\w.]+)", text))
+        used_libraries |= {name for name in re.findall(r"libs\.([\w.]+)", text) if not name.startswith("plugins.")}
+        # Every dependency comes from the catalog: no inline "group:name:version" strings.
+        assert not re.search(r'implementation\("[^"]+:[^"]+"\)', text), script
+    assert used_plugins <= plugins, used_plugins - plugins
+    assert used_libraries <= aliases, used_libraries - aliases
+    assert {"litert", "litert.gpu", "litert.gpu.api"} <= used_libraries
+    settings = (ANDROID / "settings.gradle.kts").read_text()
+    assert 'include(":app", ":core")' in settings
+    wrapper = (ANDROID / "gradle" / "wrapper" / "gradle-wrapper.properties").read_text()
+    assert re.search(r"distributionUrl=.*gradle-\d+\.\d+(\.\d+)?-bin\.zip", wrapper)
+    assert not (ANDROID / "gradle" / "wrapper" / "gradle-wrapper.jar").exists()
+
+
+def test_app_sources_manifest_and_resources_agree():
+    import re
+    import xml.etree.ElementTree as ET
+
+    android = "{http://schemas.android.com/apk/res/android}"
+    kotlin = {path.stem: path.read_text() for path in (APP_MAIN / "java").rglob("*.kt")}
+    manifest = ET.parse(APP_MAIN / "AndroidManifest.xml").getroot()
+    permissions = {e.get(f"{android}name") for e in manifest.iter("uses-permission")}
+    assert "android.permission.RECORD_AUDIO" in permissions
+    activities = {e.get(f"{android}name"): e for e in manifest.iter("activity")}
+    assert set(activities) == {".MainActivity", ".EvalActivity"}
+    assert activities[".EvalActivity"].get(f"{android}exported") == "true"  # adb starts it
+    for name in activities:
+        assert re.search(rf"class {name[1:]}\b", kotlin[name[1:]]), name
+
+    strings = {e.get("name") for e in ET.parse(APP_MAIN / "res/values/strings.xml").getroot()}
+    styles = {e.get("name") for e in ET.parse(APP_MAIN / "res/values/themes.xml").getroot()}
+    drawables = {path.stem for path in (APP_MAIN / "res/drawable").iterdir()}
+    layouts = {path.stem: path.read_text() for path in (APP_MAIN / "res/layout").iterdir()}
+    xml_texts = [(APP_MAIN / "AndroidManifest.xml").read_text(), *layouts.values()]
+    for text in xml_texts:
+        assert set(re.findall(r"@string/(\w+)", text)) <= strings
+        assert set(re.findall(r"@style/([\w.]+)", text)) <= styles
+        assert set(re.findall(r"@drawable/(\w+)", text)) <= drawables
+    code = "\n".join(kotlin.values())
+    assert set(re.findall(r"R\.string\.(\w+)", code)) <= strings
+
+    # View binding: FooBarBinding belongs to layout foo_bar.xml and its fields are that layout's ids.
+    def layout_of(binding: str) -> str:
+        return re.sub(r"(?<!^)(?=[A-Z])", "_", binding[: -len("Binding")]).lower()
+
+    for source in kotlin.values():
+        bindings = set(re.findall(r"\b(\w+Binding)\.(?:inflate|bind)\(", source))
+        ids = set()
+        for binding in bindings:
+            assert layout_of(binding) in layouts, binding
+            ids |= set(re.findall(r'@\+id/(\w+)', layouts[layout_of(binding)]))
+        if bindings:
+            used = set(re.findall(r"\b(?:binding|row)\.(\w+)", source)) - {"root"}
+            assert used <= ids, used - ids
+
+    # Kotlin imports of the core module name classes that exist there.
+    core_classes = {path.stem for path in (CORE / "src/main/java/dev/lean/core").glob("*.java")}
+    imported = set(re.findall(r"^import dev\.lean\.core\.(\w+)", code, flags=re.MULTILINE))
+    assert imported and imported <= core_classes, imported - core_classes
