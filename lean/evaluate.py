@@ -14,6 +14,7 @@ import numpy as np
 
 from lean.config import EvalConfig
 from lean.errors import LeanError
+from lean.inference import DEFAULT_BATCH
 
 @dataclass
 class WindowScores:
@@ -49,17 +50,22 @@ def score_windows(predictor, decoded: Iterable, hop_fraction: float, total: Opti
     from lean.data.windows import eval_window_starts, eval_windows
 
     window_samples = predictor.window_samples
-    # Predict once this many windows are waiting: the predictor's batch, or a LiteRT loop's chunk.
-    flush_at = max(getattr(predictor, "batch_size", 256), 64)
+    # Predict whole batches of the predictor's size as soon as they fill, carrying the rest over,
+    # so the model sees the same batch shapes as a bare predict() over all windows.
+    batch_size = getattr(predictor, "batch_size", DEFAULT_BATCH)  # stand-ins may not have one
     keys, failures = [], []
     pending, pending_count, results = [], 0, []
     clip_ids, starts = [], []
 
-    def flush():
+    def flush(final: bool = False):
         nonlocal pending, pending_count
-        if pending:
-            results.append(predictor.predict(np.concatenate(pending)))
-            pending, pending_count = [], 0
+        ready = pending_count if final else pending_count - pending_count % batch_size
+        if ready == 0:
+            return
+        windows = np.concatenate(pending) if len(pending) > 1 else pending[0]
+        results.append(predictor.predict(windows[:ready]))
+        pending = [windows[ready:]] if ready < len(windows) else []
+        pending_count -= ready
 
     bar = tqdm(total=total, desc=desc, unit="clip", disable=not progress, leave=False)
     for key, audio in decoded:
@@ -75,9 +81,9 @@ def score_windows(predictor, decoded: Iterable, hop_fraction: float, total: Opti
         keys.append(key)
         pending.append(windows)
         pending_count += len(windows)
-        if pending_count >= flush_at:
+        if pending_count >= batch_size:
             flush()
-    flush()
+    flush(final=True)
     bar.close()
     num_classes = predictor.num_classes
     return WindowScores(

@@ -1,0 +1,160 @@
+"""Throughput of the whole `lean eval` path against the bare model on the same pre-cut windows.
+
+The eval path (cached decoding, windowing, batched prediction, aggregation, metrics) should run
+at >= 80 % of the bare model's windows/s, i.e. decoding and windowing must not be the bottleneck.
+Both are measured in one process on the same windows, after one untimed warm-up of each (the
+cache is filled and the model traced first); each is timed `--repeats` times and the fastest
+run counts, which damps noise from other processes on shared machines.
+
+    python benchmarks/suite/eval_throughput.py [--data DIR] [--model RUN_DIR|MODEL.tflite]
+        [--split eval] [--batch-size 256] [--repeats 3] [--json OUT.json|-]
+
+Defaults: the demo dataset (`lean data demo`, seed 0) generated into a temporary folder, and a
+freshly built `lean` model with random weights (speed does not depend on the weights).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+TARGET_RATIO = 0.8
+
+
+def _random_lean_run(run_dir: Path, labels) -> Path:
+    """A run directory as `lean train` leaves it, holding an untrained `lean` model."""
+    import dataclasses
+
+    from lean.config import ModelConfig, RunConfig, save_json
+    from lean.io import atomic_write_text
+    from lean.models.registry import build_model
+    from lean.train import save_keras_atomic
+
+    config = RunConfig(model=ModelConfig(name="lean", num_classes=len(labels)))
+    save_json(config, run_dir / "config.json")
+    atomic_write_text(run_dir / "labels.txt", "".join(f"{label}\n" for label in labels))
+    save_keras_atomic(build_model(dataclasses.replace(config.model)), run_dir / "best.keras")
+    return run_dir
+
+
+def _fastest(function, repeats: int) -> tuple[float, object]:
+    best, result = float("inf"), None
+    for _ in range(repeats):
+        started = time.perf_counter()
+        result = function()
+        best = min(best, time.perf_counter() - started)
+    return best, result
+
+
+def measure(predictor, dataset, split: str, cache, repeats: int) -> dict:
+    """Windows/s of `lean.evaluate.evaluate` and of the bare model on the same windows."""
+    from lean.config import EvalConfig
+    from lean.data.windows import eval_windows
+    from lean.evaluate import evaluate
+
+    eval_config = EvalConfig()
+    clips = dataset.clips(split)
+    # Warm-up, untimed: fills the decoded-audio cache and traces the model once.
+    warm = evaluate(predictor, dataset, split, eval_config, cache=cache, progress=False)
+    windows = np.concatenate([
+        eval_windows(np.asarray(cache.load(clip.path)), predictor.window_samples,
+                     eval_config.window_hop_fraction)
+        for clip in clips
+    ])
+    assert len(windows) == warm["num_windows"], "pre-cut windows differ from the eval path's"
+
+    eval_seconds, report = _fastest(
+        lambda: evaluate(predictor, dataset, split, eval_config, cache=cache, progress=False),
+        repeats)
+    bare = {"predictor.predict": _fastest(lambda: predictor.predict(windows), repeats)[0]}
+    if predictor.kind == "keras":
+        batch = predictor.batch_size
+        predictor.model.predict(windows[:batch], batch_size=batch, verbose=0)  # warm-up
+        bare["keras model.predict"] = _fastest(
+            lambda: predictor.model.predict(windows, batch_size=batch, verbose=0), repeats)[0]
+    # The stricter baseline: whichever bare call was faster.
+    bare_name = min(bare, key=bare.get)
+    eval_rate = len(windows) / eval_seconds
+    bare_rate = len(windows) / bare[bare_name]
+    return {
+        "model": str(predictor.path),
+        "model_kind": predictor.kind,
+        "data": str(dataset.root),
+        "split": split,
+        "num_clips": report["num_clips"],
+        "num_windows": len(windows),
+        "batch_size": predictor.batch_size,
+        "repeats": repeats,
+        "eval_windows_per_second": round(eval_rate, 1),
+        "bare_windows_per_second": round(bare_rate, 1),
+        "bare_baseline": bare_name,
+        "bare_seconds": {name: round(seconds, 4) for name, seconds in bare.items()},
+        "eval_seconds": round(eval_seconds, 4),
+        "ratio": round(eval_rate / bare_rate, 3),
+        "target_ratio": TARGET_RATIO,
+        "meets_target": eval_rate / bare_rate >= TARGET_RATIO,
+        "mAP": report["mAP"],
+        "host": report["host"],
+    }
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, help="FSD50K-layout dataset (default: demo data)")
+    parser.add_argument("--model", type=Path,
+                        help="run directory, .keras or .tflite (default: an untrained `lean`)")
+    parser.add_argument("--split", default="eval", choices=("eval", "val", "train"))
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--threads", type=int, default=None, help="LiteRT threads")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs of each; fastest counts")
+    parser.add_argument("--json", type=Path, help="write the result as JSON ('-': stdout)")
+    args = parser.parse_args(argv)
+
+    from lean.data.audio import AudioCache
+    from lean.data.fsd50k import load_dataset
+    from lean.inference import load_predictor
+    from lean.io import atomic_write_text
+
+    with tempfile.TemporaryDirectory(prefix="lean-eval-throughput-") as scratch:
+        scratch = Path(scratch)
+        data_dir = args.data
+        if data_dir is None:
+            from lean.data.demo import build_demo_dataset
+
+            data_dir = scratch / "demo"
+            build_demo_dataset(data_dir, seed=0, progress=False)
+        dataset = load_dataset(data_dir)
+        model_path = args.model or _random_lean_run(scratch / "run", dataset.labels)
+        predictor = load_predictor(model_path, batch_size=args.batch_size,
+                                   num_threads=args.threads)
+        result = measure(predictor, dataset, args.split, AudioCache(scratch / "cache"),
+                         args.repeats)
+
+    text = json.dumps(result, indent=2) + "\n"
+    if args.json is not None and str(args.json) == "-":
+        sys.stdout.write(text)
+    else:
+        if args.json is not None:
+            atomic_write_text(args.json, text)
+        print(f"{result['num_windows']} windows of {result['num_clips']} clips, "
+              f"{result['model_kind']} model, batch {result['batch_size']}, "
+              f"on {result['host']['cpu']}")
+        print(f"lean eval path : {result['eval_windows_per_second']:8.1f} windows/s")
+        print(f"bare model     : {result['bare_windows_per_second']:8.1f} windows/s "
+              f"({result['bare_baseline']})")
+        verdict = "meets" if result["meets_target"] else "MISSES"
+        print(f"ratio          : {result['ratio']:.3f} ({verdict} the >= {TARGET_RATIO} target)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
