@@ -31,7 +31,7 @@ MANIFEST_NAME = "demo.json"
 # Everything a build writes; a folder holding only these is a (possibly interrupted) demo build.
 DEMO_ENTRIES = ("ground_truth", "dev_audio", "eval_audio", "README.md", MANIFEST_NAME)
 # Bumped whenever the generator changes, so an existing demo folder is rebuilt, not reused.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 
 
 # ---------------------------------------------------------------------------------------------
@@ -66,7 +66,8 @@ def _pink_noise(rng: np.random.Generator, n: int) -> np.ndarray:
 def _place_events(rng: np.random.Generator, n: int, event: Callable[[], np.ndarray], gap_s: tuple) -> np.ndarray:
     """Repeats freshly drawn events across the clip with random gaps (transient classes)."""
     out = np.zeros(n)
-    position = int(rng.uniform(0, gap_s[1]) * SAMPLE_RATE)
+    # The first event starts early enough that even the shortest clip holds one.
+    position = int(rng.uniform(0, min(gap_s[1], 0.25 * n / SAMPLE_RATE)) * SAMPLE_RATE)
     while position < n:
         sound = event()
         end = min(n, position + sound.shape[0])
@@ -277,8 +278,11 @@ def _event(rng, n, demo_class: DemoClass, recordings: dict) -> np.ndarray:
         sound = _from_recordings(rng, n, recordings[demo_class.label])
     else:
         sound = demo_class.synthesize(rng, n)
-    active = np.abs(sound) > 1e-3 * np.abs(sound).max()
-    return sound / (np.sqrt(np.mean(sound[active] ** 2)) + 1e-12)
+    peak = np.abs(sound).max()
+    if not peak > 0:  # would make a clip whose label is a lie
+        raise AssertionError(f"demo generator made a silent {demo_class.label} event")
+    active = np.abs(sound) > 1e-3 * peak
+    return sound / np.sqrt(np.mean(sound[active] ** 2))
 
 
 def _render_clip(rng, label_indices, recordings) -> np.ndarray:
