@@ -1,0 +1,282 @@
+"""Serving graph, quantization config and TFLite conversion in a subprocess (the converter can segfault)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from lean.errors import LeanError
+
+INPUT_NAME = "waveform"
+MODES = ("int8", "dynamic_range", "float16", "float32")
+
+
+@dataclass(frozen=True)
+class QuantizationConfig:
+    """How the converter quantizes; build it with a `create_*` constructor."""
+
+    mode: str
+    # int8 only: layers whose name starts with one of these stay float (denylisted nodes).
+    float_scopes: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise LeanError(f"unknown quantization mode {self.mode!r}; choose one of {', '.join(MODES)}")
+
+    @classmethod
+    def create_full_integer(cls, float_scopes: tuple[str, ...] | None = None) -> "QuantizationConfig":
+        """int8 weights and activations, calibrated; float32 input/output; `float_scopes` kept float.
+
+        By default the log-mel frontend stays float: quantizing it destroys it (FACTS.md: int8
+        max abs error 9.7 log-mel units).
+        """
+        if float_scopes is None:
+            from lean.features import FRONTEND_LAYER_NAME
+
+            float_scopes = (FRONTEND_LAYER_NAME,)
+        return cls("int8", tuple(float_scopes))
+
+    @classmethod
+    def create_dynamic_range(cls) -> "QuantizationConfig":
+        """int8 weights, float activations (no calibration data needed)."""
+        return cls("dynamic_range")
+
+    @classmethod
+    def create_float16(cls) -> "QuantizationConfig":
+        """float16 weights, float32 compute."""
+        return cls("float16")
+
+    @classmethod
+    def create_float32(cls) -> "QuantizationConfig":
+        """No quantization."""
+        return cls("float32")
+
+    @classmethod
+    def from_mode(cls, mode: str) -> "QuantizationConfig":
+        constructors = {
+            "int8": cls.create_full_integer,
+            "dynamic_range": cls.create_dynamic_range,
+            "float16": cls.create_float16,
+            "float32": cls.create_float32,
+        }
+        if mode not in constructors:
+            raise LeanError(f"unknown quantization mode {mode!r}; choose one of {', '.join(MODES)}")
+        return constructors[mode]()
+
+    @property
+    def needs_calibration(self) -> bool:
+        return self.mode == "int8"
+
+
+def build_serving_model(model, window_samples: int):
+    """Wraps a waveform classifier as the serving graph: waveform [1, W] float32 in, [1, C] out.
+
+    Args:
+      model: a Keras model taking float32 [B, window_samples] and returning probabilities [B, C]
+        (the export-ready copy, so every shape is static).
+      window_samples: samples per window at the model's sample rate.
+
+    Returns:
+      A Keras model with one input named "waveform" of static shape [1, window_samples] and
+      one float32 output [1, C].
+    """
+    import keras
+
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise LeanError(
+            f"model {model.name} has {len(model.inputs)} inputs and {len(model.outputs)} outputs; "
+            "export needs one waveform input and one probability output"
+        )
+    waveform = keras.Input(shape=(window_samples,), batch_size=1, dtype="float32", name=INPUT_NAME)
+    probabilities = model(waveform)
+    if len(probabilities.shape) != 2 or probabilities.shape[0] != 1:
+        raise LeanError(f"model {model.name} returns shape {tuple(probabilities.shape)}, expected (1, classes)")
+    if probabilities.dtype != "float32":
+        probabilities = keras.ops.cast(probabilities, "float32")
+    return keras.Model(waveform, probabilities, name=f"{model.name}_serving")
+
+
+def float_node_names(tensor_names: list[str], scopes: tuple[str, ...]) -> list[str]:
+    """The tensor names (op outputs) that lie under one of the layer-name scopes.
+
+    TFLite names a tensor after its TF ops, "outer/layer_1/op", several fused ops joined by ";".
+    """
+    chosen = []
+    for name in tensor_names:
+        parts = [part for fused in name.split(";") for part in fused.split("/")]
+        if any(part.startswith(scope) for part in parts for scope in scopes):
+            chosen.append(name)
+    return chosen
+
+
+def _tensor_names(model_bytes: bytes) -> list[str]:
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.Model.GetRootAs(model_bytes, 0)
+    graph = model.Subgraphs(0)
+    return [graph.Tensors(i).Name().decode("utf-8") for i in range(graph.TensorsLength())]
+
+
+def _convert_in_this_process(model, quantization: QuantizationConfig, windows, progress) -> tuple[bytes, dict]:
+    """Runs the TFLite converter here (call it from the child process only)."""
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    details: dict = {"float_nodes": []}
+    if quantization.mode == "float32":
+        return converter.convert(), details
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantization.mode == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+        return converter.convert(), details
+    if quantization.mode == "dynamic_range":
+        return converter.convert(), details
+
+    def representative_dataset():
+        # A dict keyed by input name: with a list, inputs were matched alphabetically (FACTS.md).
+        for window in progress(windows):
+            yield {INPUT_NAME: window[np.newaxis, :].astype(np.float32)}
+
+    converter.representative_dataset = representative_dataset
+    # int8 where an int8 kernel exists, float builtins for the denylisted frontend.
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
+    if not quantization.float_scopes:
+        converter.inference_input_type = tf.float32
+        converter.inference_output_type = tf.float32
+        return converter.convert(), details
+    # What tf.lite.experimental.QuantizationDebugger does with QuantizationDebugOptions(
+    # denylisted_nodes=...), without building its instrumented debug model: calibrate only,
+    # then quantize everything except the denylisted nodes.
+    from tensorflow.lite.python import convert as tflite_convert
+
+    converter.experimental_mlir_quantizer = True
+    converter._experimental_calibrate_only = True  # pylint: disable=protected-access
+    calibrated = converter.convert()
+    denylisted = float_node_names(_tensor_names(calibrated), quantization.float_scopes)
+    if not denylisted:
+        raise LeanError(
+            f"no ops found under {', '.join(quantization.float_scopes)}; the frontend would be "
+            "quantized (its layers must be named with that prefix)"
+        )
+    details["float_nodes"] = denylisted
+    quantized = tflite_convert.mlir_quantize(
+        calibrated,
+        disable_per_channel=converter._experimental_disable_per_channel,  # pylint: disable=protected-access
+        fully_quantize=False,  # float32 input and output: MediaPipe rejects int8 I/O
+        denylisted_nodes=denylisted,
+    )
+    return quantized, details
+
+
+def convert_model(
+    model,
+    quantization: QuantizationConfig,
+    calibration_windows: np.ndarray | None = None,
+    timeout_s: float | None = None,
+) -> tuple[bytes, dict]:
+    """Converts a serving model to TFLite in a child process, so a converter crash is an error.
+
+    Args:
+      model: the serving Keras model (`build_serving_model`).
+      quantization: a `QuantizationConfig`.
+      calibration_windows: float32 [N, window_samples], required for int8.
+      timeout_s: give up after this many seconds (None: no limit).
+
+    Returns:
+      (TFLite flatbuffer bytes, details) with details["float_nodes"]: the denylisted tensors.
+    """
+    if quantization.needs_calibration:
+        if calibration_windows is None or len(calibration_windows) == 0:
+            raise LeanError("int8 export needs calibration windows (none were given)")
+        calibration_windows = np.asarray(calibration_windows, dtype=np.float32)
+        expected = model.inputs[0].shape[-1]
+        if calibration_windows.ndim != 2 or calibration_windows.shape[1] != expected:
+            raise LeanError(
+                f"calibration windows have shape {calibration_windows.shape}, expected (N, {expected})"
+            )
+    with tempfile.TemporaryDirectory(prefix="lean_export_") as scratch:
+        scratch = Path(scratch)
+        model.save(scratch / "model.keras")
+        if calibration_windows is not None:
+            np.save(scratch / "windows.npy", calibration_windows)
+        (scratch / "quantization.json").write_text(json.dumps(dataclasses.asdict(quantization)))
+        log_path = scratch / "converter.log"
+        progress_fd = os.dup(sys.stderr.fileno())
+        command = [
+            sys.executable, "-m", "lean_export.convert",
+            "--scratch", str(scratch), "--progress-fd", str(progress_fd),
+        ]
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"))
+        try:
+            with open(log_path, "wb") as log:
+                completed = subprocess.run(
+                    command, stdout=log, stderr=log, pass_fds=(progress_fd,), env=env, timeout=timeout_s
+                )
+        except subprocess.TimeoutExpired:
+            raise LeanError(f"the TFLite converter did not finish within {timeout_s:.0f} s") from None
+        finally:
+            os.close(progress_fd)
+        if completed.returncode != 0:
+            raise LeanError(_describe_failure(completed.returncode, log_path.read_text(errors="replace")))
+        details = json.loads((scratch / "details.json").read_text())
+        return (scratch / "model.tflite").read_bytes(), details
+
+
+def _describe_failure(returncode: int, log: str) -> str:
+    """One line: how the child ended and the last meaningful line it printed."""
+    lines = [line.strip() for line in log.splitlines() if line.strip()]
+    user_error = [line for line in lines if line.startswith("LeanError: ")]
+    if user_error:
+        return user_error[-1][len("LeanError: "):]
+    last = lines[-1] if lines else "no output"
+    if returncode < 0:
+        name = signal.Signals(-returncode).name
+        return f"the TFLite converter crashed ({name}) while converting; last output: {last[:300]}"
+    return f"the TFLite converter failed (exit {returncode}): {last[:300]}"
+
+
+def _child_main(argv: list[str] | None = None) -> int:
+    """Child process: load the saved model, convert, write model.tflite and details.json."""
+    parser = argparse.ArgumentParser(description="internal: TFLite conversion child process")
+    parser.add_argument("--scratch", type=Path, required=True)
+    parser.add_argument("--progress-fd", type=int, required=True)
+    args = parser.parse_args(argv)
+    from tqdm import tqdm
+
+    progress_stream = os.fdopen(args.progress_fd, "w")
+    quantization = QuantizationConfig(**{
+        key: tuple(value) if isinstance(value, list) else value
+        for key, value in json.loads((args.scratch / "quantization.json").read_text()).items()
+    })
+    windows_path = args.scratch / "windows.npy"
+    windows = np.load(windows_path) if windows_path.exists() else None
+
+    def progress(items):
+        return tqdm(items, desc="calibrating", unit="window", file=progress_stream, leave=False)
+
+    try:
+        from lean.models.registry import load_model
+
+        model = load_model(args.scratch / "model.keras")
+        model_bytes, details = _convert_in_this_process(model, quantization, windows, progress)
+    except LeanError as error:
+        print(f"LeanError: {error}", file=sys.stderr)
+        return 2
+    (args.scratch / "model.tflite").write_bytes(model_bytes)
+    (args.scratch / "details.json").write_text(json.dumps(details))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_child_main())

@@ -1,0 +1,250 @@
+"""Verification of an exported .tflite: ops and dtypes, output parity, latency, memory, report files."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from lean.errors import LeanError
+from lean.io import atomic_write_text
+
+LATENCY_RUNS = 50
+LATENCY_WARMUP = 5
+LATENCY_SEED = 0
+
+
+def _enum_names(enum_class) -> dict[int, str]:
+    return {value: name for name, value in vars(enum_class).items() if not name.startswith("_")}
+
+
+def op_list(model_bytes: bytes) -> list[dict]:
+    """Every op of the main subgraph in execution order: type, input/output dtypes, output name."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    op_names = _enum_names(schema.BuiltinOperator)
+    type_names = {value: name.lower() for value, name in _enum_names(schema.TensorType).items()}
+    model = schema.Model.GetRootAs(model_bytes, 0)
+    graph = model.Subgraphs(0)
+
+    def dtype(index: int) -> str:
+        return type_names[graph.Tensors(index).Type()] if index >= 0 else "none"
+
+    ops = []
+    for i in range(graph.OperatorsLength()):
+        op = graph.Operators(i)
+        code = model.OperatorCodes(op.OpcodeIndex())
+        # builtin codes above 127 live in the wider BuiltinCode field.
+        builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+        name = op_names.get(builtin, str(builtin))
+        if builtin == schema.BuiltinOperator.CUSTOM:
+            name = f"CUSTOM:{code.CustomCode().decode()}"
+        inputs = [dtype(op.Inputs(j)) for j in range(op.InputsLength())]
+        outputs = [dtype(op.Outputs(j)) for j in range(op.OutputsLength())]
+        output_name = graph.Tensors(op.Outputs(0)).Name().decode("utf-8") if op.OutputsLength() else ""
+        ops.append({"op": name, "inputs": inputs, "outputs": outputs, "output_name": output_name})
+    return ops
+
+
+def op_table(ops: list[dict]) -> list[dict]:
+    """Ops grouped by (type, input dtypes, output dtypes), with counts, most frequent first."""
+    counts = Counter((op["op"], ",".join(op["inputs"]), ",".join(op["outputs"])) for op in ops)
+    return [
+        {"op": op, "inputs": inputs, "outputs": outputs, "count": count}
+        for (op, inputs, outputs), count in sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    ]
+
+
+def float_ops_outside(ops: list[dict], float_node_names: list[str]) -> list[str]:
+    """Ops computing in float that are not denylisted (the int8 body should have none).
+
+    QUANTIZE/DEQUANTIZE at the float/int8 borders and shape-only ops are not computation.
+    """
+    kept_float = set(float_node_names)
+    borders = {"QUANTIZE", "DEQUANTIZE", "SHAPE"}
+    return [
+        op["op"]
+        for op in ops
+        if op["op"] not in borders
+        and op["output_name"] not in kept_float
+        and any(dtype in ("float32", "float16") for dtype in op["outputs"])
+    ]
+
+
+def output_difference(reference: np.ndarray, candidate: np.ndarray) -> dict:
+    """Max and mean absolute difference between two score arrays of the same shape."""
+    reference, candidate = np.asarray(reference, np.float64), np.asarray(candidate, np.float64)
+    if reference.shape != candidate.shape:
+        raise LeanError(f"score shapes differ: {reference.shape} vs {candidate.shape}")
+    difference = np.abs(reference - candidate)
+    return {
+        "windows": int(reference.shape[0]),
+        "max_abs_diff": float(difference.max()),
+        "mean_abs_diff": float(difference.mean()),
+    }
+
+
+def measure_latency(model_path: str | Path, threads: int = 1, runs: int = LATENCY_RUNS) -> dict:
+    """Host latency and peak memory of one model, measured in a fresh process.
+
+    A fresh process keeps the memory numbers about this model alone (no TensorFlow, no other
+    interpreter) and the timing free of the parent's threads.
+
+    Args:
+      model_path: the .tflite file.
+      threads: LiteRT interpreter threads (XNNPACK).
+      runs: timed invocations after the warm-up (>= 50 for the report).
+
+    Returns:
+      dict with threads, runs, median_ms, mean_ms, p10_ms, p90_ms, min_ms, rss_before_mb,
+      peak_rss_mb, peak_rss_delta_mb (peak resident memory minus that before loading the model).
+    """
+    command = [sys.executable, "-m", "lean_export.verify", str(model_path), "--threads", str(threads),
+               "--runs", str(runs)]
+    completed = subprocess.run(command, capture_output=True, text=True)
+    if completed.returncode != 0:
+        last = (completed.stderr.strip().splitlines() or ["no output"])[-1]
+        raise LeanError(f"{model_path}: latency measurement failed (exit {completed.returncode}): {last}")
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def _memory_mb(field: str) -> float:
+    """A field of /proc/self/status (VmRSS, VmHWM) in MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024.0
+    raise LeanError(f"/proc/self/status has no {field}")
+
+
+def _latency_child(model_path: str, threads: int, runs: int) -> dict:
+    """Runs in the child: load, warm up, time `runs` invocations on a fixed random window."""
+    import time
+
+    from ai_edge_litert.interpreter import Interpreter
+
+    rss_before = _memory_mb("VmRSS")
+    interpreter = Interpreter(model_path=model_path, num_threads=threads)
+    interpreter.allocate_tensors()
+    waveform = interpreter.get_input_details()[0]
+    window = 0.1 * np.random.default_rng(LATENCY_SEED).standard_normal(waveform["shape"])
+    interpreter.set_tensor(waveform["index"], window.astype(waveform["dtype"]))
+    for _ in range(LATENCY_WARMUP):
+        interpreter.invoke()
+    times_ms = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        interpreter.invoke()
+        times_ms.append((time.perf_counter() - started) * 1000.0)
+    times_ms = np.asarray(times_ms)
+    peak = _memory_mb("VmHWM")
+    return {
+        "threads": threads,
+        "runs": runs,
+        "median_ms": round(float(np.median(times_ms)), 3),
+        "mean_ms": round(float(times_ms.mean()), 3),
+        "p10_ms": round(float(np.percentile(times_ms, 10)), 3),
+        "p90_ms": round(float(np.percentile(times_ms, 90)), 3),
+        "min_ms": round(float(times_ms.min()), 3),
+        "rss_before_mb": round(rss_before, 2),
+        "peak_rss_mb": round(peak, 2),
+        "peak_rss_delta_mb": round(peak - rss_before, 2),
+    }
+
+
+def write_report(report: dict, model_path: str | Path) -> tuple[Path, Path]:
+    """Writes MODEL.report.json and MODEL.report.md beside the model (atomically)."""
+    model_path = Path(model_path)
+    json_path = model_path.with_suffix(".report.json")
+    md_path = model_path.with_suffix(".report.md")
+    atomic_write_text(json_path, json.dumps(report, indent=2, sort_keys=True) + "\n")
+    atomic_write_text(md_path, render_markdown(report))
+    return json_path, md_path
+
+
+def _number(value, digits: int = 4) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}" if abs(value) >= 10 ** -digits or value == 0 else f"{value:.2e}"
+    return str(value)
+
+
+def render_markdown(report: dict) -> str:
+    """The readable twin of the JSON report."""
+    lines = [f"# Export report: {Path(report['model']).name}", ""]
+    status = "PASSED" if report.get("passed") else "FAILED"
+    lines += [f"**{status}**" + (": " + "; ".join(report["failures"]) if report.get("failures") else ""), ""]
+    lines += [
+        "| | |",
+        "|---|---|",
+        f"| run | `{report.get('run_dir')}` |",
+        f"| model family member | {report.get('model_name')} |",
+        f"| quantization | {report.get('quantization')} |",
+        f"| file size | {report['file_size_bytes']:,} bytes ({report['file_size_mb']:.3f} MB) |",
+        f"| ops | {report.get('op_count')} |",
+        f"| float ops after the frontend | {len(report.get('float_ops_after_frontend', []))} |",
+        f"| conversion | {_number(report.get('conversion_seconds'), 1)} s |",
+        "",
+    ]
+    parity = report.get("export_ready_parity")
+    difference = report.get("output_difference")
+    if parity or difference:
+        lines += ["## Output parity (probabilities, held-out windows)", "",
+                  "| comparison | windows | max abs diff | mean abs diff |", "|---|---|---|---|"]
+        if parity:
+            lines.append(f"| Keras vs export-ready Keras | {parity['windows']} | "
+                         f"{_number(parity['max_abs_diff'])} | {_number(parity['mean_abs_diff'])} |")
+        if difference:
+            lines.append(f"| Keras float vs TFLite | {difference['windows']} | "
+                         f"{_number(difference['max_abs_diff'])} | {_number(difference['mean_abs_diff'])} |")
+        lines.append("")
+    if report.get("map"):
+        lines += ["## mAP (same code as `lean eval`)", "",
+                  f"Allowed drop: {_number(report.get('max_map_drop'))}", "",
+                  "| split | clips | float (Keras) | exported (TFLite) | drop |", "|---|---|---|---|---|"]
+        for split, values in report["map"].items():
+            lines.append(f"| {split} | {values['num_clips']} | {_number(values['float'])} | "
+                         f"{_number(values['exported'])} | {_number(values['drop'])} |")
+        lines.append("")
+    latency = report.get("latency")
+    if latency:
+        lines += ["## Host latency and memory (LiteRT + XNNPACK)", "",
+                  f"{latency['threads']} thread(s), {latency['runs']} runs after "
+                  f"{LATENCY_WARMUP} warm-up runs, CPU: {report.get('host', {}).get('cpu')}", "",
+                  "| median | mean | p10 | p90 | peak RSS | peak RSS delta (model) |",
+                  "|---|---|---|---|---|---|",
+                  f"| {latency['median_ms']} ms | {latency['mean_ms']} ms | {latency['p10_ms']} ms | "
+                  f"{latency['p90_ms']} ms | {latency['peak_rss_mb']} MiB | {latency['peak_rss_delta_mb']} MiB |",
+                  ""]
+    if report.get("metadata"):
+        meta = report["metadata"]
+        lines += ["## Metadata", "",
+                  f"{meta['name']} {meta['version']} by {meta['author']} ({meta['license']}); input "
+                  f"{meta['input']['sample_rate']} Hz, {meta['input']['channels']} channel(s); "
+                  f"{meta['num_labels']} labels; score threshold {meta['output']['score_threshold']}; "
+                  f"associated files: {', '.join(meta['associated_files'])}; min parser version "
+                  f"{meta['min_parser_version']}.", ""]
+    lines += ["## Ops", "", "| op | input dtypes | output dtypes | count |", "|---|---|---|---|"]
+    lines += [f"| {row['op']} | {row['inputs']} | {row['outputs']} | {row['count']} |" for row in report["ops"]]
+    lines.append("")
+    return "\n".join(lines)
+
+
+def _main(argv: list[str] | None = None) -> int:
+    """Child process of `measure_latency`: prints one JSON line."""
+    parser = argparse.ArgumentParser(description="internal: time one .tflite model with LiteRT")
+    parser.add_argument("model")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--runs", type=int, default=LATENCY_RUNS)
+    args = parser.parse_args(argv)
+    print(json.dumps(_latency_child(args.model, args.threads, args.runs)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main())
