@@ -100,6 +100,8 @@ def _bench_one_device(adb: Adb, models: Sequence[str], options: AdbBenchOptions,
                       say: Callable[[str], None], progress) -> dict:
     facts: DeviceFacts = read_device_facts(adb)
     say(f"{adb.serial}: {facts.place}")
+    if options.cores == "big" and not facts.cpu_max_freq_khz:
+        say(f"{adb.serial}: cpuinfo_max_freq is not readable, so runs are not pinned to big cores")
     baseline = facts.thermal
     run_dir = f"{options.device_dir.rstrip('/')}/lean-bench-{time.strftime('%Y%m%d-%H%M%S')}-" \
               f"{uuid.uuid4().hex[:6]}"
@@ -204,6 +206,19 @@ def run_adb_benchmarks(models: Sequence[str], options: AdbBenchOptions,
     }
 
 
+def _profile_summary(log: dict, top: int = 5) -> str:
+    """The regular runs' heaviest node types, e.g. 'CONV_2D 1.12 ms (60.0 %), ...'."""
+    tables = [table for table in log["profile"] if table["title"].lower() == "summary by node type"]
+    regular = [table for table in tables if "regular" in table["context"].lower()] or tables
+    if not regular:
+        return "not in the output"
+    parts = []
+    for row in regular[0]["rows"][:top]:
+        parts.append(f"{row.get('Node type')} {report_lib.format_value(row.get('avg ms'))} ms "
+                     f"({report_lib.format_value(row.get('avg %'), 1)} %)")
+    return ", ".join(parts)
+
+
 def format_adb_report(report: dict) -> str:
     headers = ["model", "thr", "cores", "init ms", "first ms", "avg ms", "median ms", "p95 ms",
                "min ms", "mem MB", "x avg", "temp °C", "status"]
@@ -233,6 +248,9 @@ def format_adb_report(report: dict) -> str:
             if row["error"]:
                 lines.append(f"  {row['model_name']} ({row['threads']} threads): device said: "
                              f"{row['error']}")
+            elif report["options"]["profile"]:
+                lines.append(f"  {row['model_name']} ({row['threads']} threads) op profile: "
+                             + _profile_summary(row["log"]))
         lines.append("")
     lines.append("Ratios (x) are relative to the first model at the same thread count on the same "
                  "device; mem = benchmark_model's peak (or overall) memory footprint.")

@@ -168,8 +168,10 @@ def build_parser() -> argparse.ArgumentParser:
                     f"{DEVICE_TMP}, records device facts (model, SoC, ABI, SDK, CPU max "
                     "frequencies, battery, thermal status), runs each model pinned to the big "
                     "cores, waits for the phone to cool between models, parses the timings and "
-                    "cleans up. Get benchmark_model for your phone's ABI from the TensorFlow Lite "
-                    "performance documentation (prebuilt 'android_aarch64_benchmark_model').")
+                    "cleans up. benchmark_model for 64-bit ARM phones: https://storage.googleapis"
+                    ".com/tensorflow-nightly-public/prod/tensorflow/release/lite/tools/nightly/"
+                    "latest/android_aarch64_benchmark_model (other ABIs: android_arm_..., "
+                    "android_x86_64_...; see the LiteRT performance measurement page).")
     adb.add_argument("models", nargs="+", metavar="MODEL.tflite")
     adb.add_argument("--benchmark-binary", required=True, metavar="PATH",
                      help="benchmark_model built for the phone's ABI")

@@ -82,6 +82,8 @@ def measure_latency(model_path: str, threads: int, runs: int, warmup: int) -> di
         "warmup": warmup,
         "rss_before_load_mb": rss_before_mb,
         "peak_rss_mb": peak_rss_mb,
+        # What loading and running the model added to the process (interpreter, arena, weights).
+        "model_rss_mb": None if rss_before_mb is None else peak_rss_mb - rss_before_mb,
     }
 
 
@@ -179,7 +181,7 @@ def _add_ratios(rows: list[dict]) -> None:
 
 def format_host_report(report: dict) -> str:
     headers = ["model", "thr", "MB", "init ms", "first ms", "median ms", "p90 ms", "min ms",
-               "peak RSS MB", "x median", "x size"]
+               "peak RSS MB", "+model MB", "x median", "x size"]
     with_map = any(row.get("mAP") is not None for row in report["rows"])
     if with_map:
         headers.append("mAP")
@@ -187,7 +189,8 @@ def format_host_report(report: dict) -> str:
     for row in report["rows"]:
         values = [row["model_name"], row["threads"], row["size_mb"], row["init_ms"],
                   row["first_inference_ms"], row["median_ms"], row["p90_ms"], row["min_ms"],
-                  row["peak_rss_mb"], row["median_ratio"], row["size_ratio"]]
+                  row["peak_rss_mb"], row["model_rss_mb"], row["median_ratio"],
+                  row["size_ratio"]]
         if with_map:
             values.append(report_lib.format_value(row.get("mAP"), 4))
         rows.append(values)
@@ -196,7 +199,8 @@ def format_host_report(report: dict) -> str:
     lines = [
         f"Measured on {report['measured_on']}: this is NOT a phone measurement.",
         f"Runtime: {report['runtime']}; {runs} timed runs after {warmup} warm-up runs, each "
-        "model and thread count in a fresh process (peak RSS = its whole-process high-water mark).",
+        "model and thread count in a fresh process (peak RSS = its whole-process high-water mark;"
+        " +model = peak minus the RSS before loading the model).",
         "Ratios (x) are relative to the first model at the same thread count.",
         "",
         report_lib.format_table(headers, rows),

@@ -68,6 +68,8 @@ def test_adb_benchmark_end_to_end(device, files):
     # The stand-in benchmark_model warms the battery by 6 °C per run: the harness waits.
     assert "waiting up to 10 s for the phone to cool (battery 30.5 -> " in result.stderr
     assert "cooled down after" in result.stderr
+    assert "first.tflite (2 threads) op profile: TfLiteXNNPackDelegate 49.87 ms (96.1 %), RESHAPE " \
+        "2.02 ms (3.9 %)" in result.stdout
     calls = (device.state_dir / "benchmark_calls.log").read_text().splitlines()
     assert len(calls) == 12
     assert all("--use_xnnpack=true" in call and "--enable_op_profiling=true" in call

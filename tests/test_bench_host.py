@@ -74,6 +74,7 @@ def test_host_report_two_models_two_thread_counts(bench_files, tmp_path, capsys,
         assert row["runs"] == 30 and row["warmup"] == 3
         # Peak RSS is the worker's own high-water mark: at least what it held before loading.
         assert row["peak_rss_mb"] >= row["rss_before_load_mb"] > 10
+        assert row["model_rss_mb"] == pytest.approx(row["peak_rss_mb"] - row["rss_before_load_mb"])
         reference = by_key[("small.tflite", row["threads"])]
         assert row["median_ratio"] == pytest.approx(row["median_ms"] / reference["median_ms"])
         assert row["size_ratio"] == pytest.approx(row["size_mb"] / reference["size_mb"])
