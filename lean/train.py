@@ -153,9 +153,17 @@ def _set_up_devices(train_config):
 
 
 def _float32_output(model):
-    """Under mixed precision the loss must see float32 probabilities; cast a float16 head."""
+    """Under mixed precision the sigmoid and the loss must run in float32, not float16.
+
+    A weightless final layer (the family's sigmoid Activation) is rebuilt from its config with a
+    float32 dtype under the same name; any other head gets a float32 cast appended.
+    """
     if model.outputs[0].dtype == "float32":
         return model
+    last = model.layers[-1]
+    if not last.weights and len(last._inbound_nodes) == 1:
+        rebuilt = type(last).from_config({**last.get_config(), "dtype": "float32"})
+        return keras.Model(model.inputs, rebuilt(last.input), name=model.name)
     outputs = keras.layers.Activation("linear", dtype="float32", name="probabilities_float32")(
         model.outputs[0]
     )

@@ -245,3 +245,30 @@ def test_atomic_keras_save_keeps_the_old_file_when_saving_fails(tmp_path):
         save_keras_atomic(model, target)
     assert target.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best.keras"]
+
+
+def test_mixed_precision_keeps_the_final_sigmoid_and_loss_in_float32():
+    import keras
+
+    from lean.config import TrainConfig
+    from lean.train import _compile, _float32_output
+
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        waveform = keras.Input((400,), name="waveform")
+        logits = keras.layers.Dense(3, name="logits")(keras.layers.Dense(8)(waveform))
+        model = keras.Model(waveform, keras.layers.Activation("sigmoid", name="probabilities")(logits))
+        assert model.outputs[0].dtype == "float16"
+        wrapped = _float32_output(model)
+        assert wrapped.outputs[0].dtype == "float32"
+        assert wrapped.layers[-1].name == "probabilities"
+        assert wrapped.layers[-1].dtype_policy.compute_dtype == "float32"
+        assert wrapped.get_layer("logits").dtype_policy.compute_dtype == "float16"
+        _compile(wrapped, TrainConfig(learning_rate=1e-2), 3)
+        x = np.random.default_rng(0).uniform(-1, 1, (16, 400)).astype(np.float32)
+        y = (x[:, :3] > 0).astype(np.float32)
+        losses = [float(wrapped.train_on_batch(x, y)[0]) for _ in range(5)]
+        assert all(np.isfinite(losses)) and losses[-1] < losses[0]
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
