@@ -207,3 +207,20 @@ def test_cache_is_safe_under_parallel_readers(tmp_path):
     for i, result in enumerate(results):
         np.testing.assert_array_equal(result, expected[i % 4])
     assert len(list((tmp_path / "cache").rglob("*.npy"))) == 4
+
+
+def test_files_libsndfile_cannot_open_fall_back_to_librosa(tmp_path, monkeypatch):
+    """An MP3 on a system whose libsndfile predates MP3 support goes through librosa/audioread."""
+    import librosa
+
+    def cannot_open(*args, **kwargs):
+        raise RuntimeError("Error opening file: Format not recognised.")
+
+    stereo = tone(22050, 2).T.astype(np.float32)  # librosa's layout: [channels, frames]
+    monkeypatch.setattr(soundfile, "SoundFile", cannot_open)
+    monkeypatch.setattr(librosa, "load", lambda path, sr, mono, dtype: (stereo, 22050))
+    path = write_bytes(tmp_path / "song.mp3", b"ID3 pretend mp3")
+    decoded = load_audio(path)
+    np.testing.assert_allclose(decoded[400:-400], expected_mono(2)[400:-400], atol=1e-3)
+    with pytest.raises(BadAudioError, match=r"song.flac: not a readable audio file \(Error opening file"):
+        load_audio(write_bytes(tmp_path / "song.flac", b"fLaC broken"))

@@ -147,11 +147,13 @@ def test_check_command_summarizes_counts_and_reports_problems(tmp_path, capsys):
     assert summary["problems"] == []
 
     bad = write_dataset(tmp_path / "bad", GOOD_DEV + [("14", "Cat", "train")], GOOD_EVAL)
+    (bad / "eval_audio" / "22.wav").write_bytes(b"not audio" * 20)
     assert data_cli(["check", str(bad), "--decode"]) == 1
     out = capsys.readouterr().out
     assert "train       2 clips" in out
     assert "dev.csv line 5: label 'Cat' not in vocabulary.csv" in out
-    assert "audio: 0.5 s in total" in out  # five readable 0.1 s clips
+    assert "audio: 0.4 s in total" in out  # four readable 0.1 s clips
+    assert f"bad audio: {bad / 'eval_audio' / '22.wav'}: not a readable audio file" in out
 
     assert data_cli(["check", str(tmp_path / "absent")]) == 2
     assert "dataset folder not found" in capsys.readouterr().err
