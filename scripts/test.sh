@@ -12,6 +12,8 @@ command -v javac >/dev/null || need_apt+=(openjdk-17-jdk-headless)
 command -v adb >/dev/null || need_apt+=(adb)
 command -v unshare >/dev/null || need_apt+=(util-linux)
 command -v ip >/dev/null || need_apt+=(iproute2)
+# Real recordings (CC-BY/CC-BY-SA/GPL) that `lean data demo` mixes into its dataset.
+[ -d /usr/share/sounds/freedesktop ] || need_apt+=(sound-theme-freedesktop)
 if [ ${#need_apt[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then
         apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
