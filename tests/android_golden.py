@@ -38,6 +38,10 @@ SCORE_THRESHOLD = 0.25
 # Scores of the synthetic eval job: class c of a window is its sample (c * 7) % W, so each row of
 # scores.f32 names the window it came from (the JVM test uses the same rule).
 EVAL_SCORE_STRIDE = 7
+# The failing job's classifier throws IllegalStateException(EVAL_FAILURE) on this window; the
+# message has the characters java.util.Properties escapes, for the host's parser to undo.
+EVAL_FAIL_AT = 2
+EVAL_FAILURE = "delegate lost: code=7 #1"
 
 
 def deterministic_waveform(num_samples: int, seed: int) -> np.ndarray:
@@ -192,26 +196,40 @@ def write_model_goldens(directory: Path, golden: dict, model_path: Path | None) 
         golden[f"topk.{row}.above_threshold"] = _join(kept)
 
 
-def write_eval_job(directory: Path, golden: dict) -> np.ndarray:
-    """A job folder as benchmarks/DEVICE_EVAL.md defines it; returns the scores the JVM must write."""
-    from lean.data.windows import eval_windows
+def _write_job_folder(job: Path, windows: np.ndarray, model: Path) -> None:
+    """A job folder as benchmarks/DEVICE_EVAL.md defines it, written with the harness's own formatter."""
+    from lean_bench.device_eval import FORMAT_VERSION, format_properties
 
-    job = directory / "eval_job"
     job.mkdir()
-    windows = np.concatenate(
-        [eval_windows(deterministic_waveform(n, seed=20 + i), WINDOW_SAMPLES, 0.5) for i, n in enumerate((40000, 9000, 24000))]
-    )
     _write_f32(job / "windows.f32", windows)
-    (job / "model.tflite").write_bytes((directory / "model.tflite").read_bytes())
-    _write_properties(job / "job.properties", {
-        "format_version": 1,
+    (job / "model.tflite").write_bytes(model.read_bytes())
+    (job / "job.properties").write_text(format_properties({
+        "format_version": FORMAT_VERSION,
         "num_windows": len(windows),
-        "window_samples": WINDOW_SAMPLES,
+        "window_samples": windows.shape[1],
         "sample_rate": SAMPLE_RATE,
         "threads": 1,
         "delegate": "cpu",
-    })
+    }), encoding="utf-8")
+
+
+def write_eval_jobs(directory: Path, golden: dict) -> np.ndarray:
+    """Two jobs: one the JVM completes, one whose classifier fails part-way with EVAL_FAILURE.
+
+    Returns:
+        The scores float32 [N, C] the JVM must write for the complete job.
+    """
+    from lean.data.windows import eval_windows
+
+    windows = np.concatenate([
+        eval_windows(deterministic_waveform(n, seed=20 + i), WINDOW_SAMPLES, 0.5)
+        for i, n in enumerate((40000, 9000, 24000))
+    ])
+    _write_job_folder(directory / "eval_job", windows, directory / "model.tflite")
+    _write_job_folder(directory / "eval_job_failing", windows[:5], directory / "model.tflite")
     golden["eval.job"] = "eval_job"
+    golden["eval.failing_job"] = "eval_job_failing"
+    golden["eval.fail_at"] = EVAL_FAIL_AT
     golden["eval.score_stride"] = EVAL_SCORE_STRIDE
     classes = (np.arange(len(LABELS)) * EVAL_SCORE_STRIDE) % WINDOW_SAMPLES
     return windows[:, classes]
@@ -233,7 +251,7 @@ def write_goldens(directory: str | Path, model_path: str | Path | None = None) -
     write_window_goldens(directory, golden)
     write_aggregation_goldens(directory, golden)
     write_model_goldens(directory, golden, model_path)
-    expected_scores = write_eval_job(directory, golden)
+    expected_scores = write_eval_jobs(directory, golden)
     _write_properties(directory / "golden.properties", golden)
     return {"golden": golden, "eval_expected_scores": expected_scores}
 

@@ -53,19 +53,31 @@ def test_jvm_core_passes_with_python_goldens(golden):
     count = int(result.stdout.split("OK (")[1].split()[0])
     assert count >= 40
 
-    # The JVM ran the eval job of benchmarks/DEVICE_EVAL.md: read its files back with numpy.
-    job = directory / written["golden"]["eval.job"]
+    # The JVM ran the eval jobs of benchmarks/DEVICE_EVAL.md: read them back as the harness does.
+    from lean_bench.device_eval import parse_properties
+
+    values = written["golden"]
     expected = written["eval_expected_scores"]
+    job = directory / values["eval.job"]
     scores = np.fromfile(job / "scores.f32", dtype="<f4")
     assert scores.shape == (expected.size,)
     np.testing.assert_array_equal(scores.reshape(expected.shape), expected)
-    status = _read_properties(job / "status.properties")
+    status = parse_properties((job / "status.properties").read_text(encoding="utf-8"))
     assert status["state"] == "done"
     assert int(status["windows_done"]) == int(status["num_windows"]) == expected.shape[0]
     assert int(status["num_classes"]) == len(android_golden.LABELS)
     assert float(status["mean_latency_ms"]) >= 0.0
     assert "error" not in status
     assert not (job / "status.properties.tmp").exists()
+
+    failing = directory / values["eval.failing_job"]
+    status = parse_properties((failing / "status.properties").read_text(encoding="utf-8"))
+    fail_at = values["eval.fail_at"]
+    assert status["state"] == "error"
+    assert status["error"] == f"IllegalStateException: {android_golden.EVAL_FAILURE}"
+    assert (int(status["windows_done"]), int(status["num_windows"])) == (fail_at, 5)
+    rows = np.fromfile(failing / "scores.f32", dtype="<f4").reshape(-1, len(android_golden.LABELS))
+    np.testing.assert_array_equal(rows, expected[:fail_at])
 
 
 @pytest.mark.slow
@@ -87,7 +99,8 @@ def test_jvm_parity_fails_on_a_wrong_golden(golden, tmp_path):
     directory, _ = golden
     tampered = tmp_path / "tampered"
     shutil.copytree(directory, tampered)
-    (tampered / "eval_job" / "scores.f32").unlink()
+    for scores in tampered.glob("eval_job*/scores.f32"):  # so the eval jobs start afresh
+        scores.unlink()
     properties = tampered / "golden.properties"
     properties.write_text(
         properties.read_text().replace("model.sample_rate=16000", "model.sample_rate=22050")
@@ -101,6 +114,12 @@ def test_jvm_parity_fails_on_a_wrong_golden(golden, tmp_path):
     assert "modelMetadataEqualsPythonReader" in result.stdout
     assert "windows.0 window 1" in result.stdout
     assert "Failures: 2" in result.stdout
+
+
+def test_jvm_failure_message_matches_the_golden_writer():
+    # The Java test hard-codes the failure message the golden writer expects back.
+    source = (CORE / "src/test/java/dev/lean/core/GoldenParityTest.java").read_text()
+    assert f'FAILURE_MESSAGE = "{android_golden.EVAL_FAILURE}"' in source
 
 
 ANDROID = CORE.parent

@@ -196,13 +196,12 @@ public class GoldenParityTest {
         assertTrue(parsed > 0);
     }
 
-    @Test
-    public void evalJobWritesTheContractFiles() throws Exception {
-        EvalJob job = EvalJob.read(file("eval.job"));
-        final ModelInfo info = readModel();
-        job.checkModel(info);
+    /** Class c's score is sample (c * stride) % W of the window (tests/android_golden.py). */
+    private WindowClassifier samplingClassifier(final ModelInfo info, final int failAt) {
         final int stride = getInt("eval.score_stride");
-        WindowClassifier sampling = new WindowClassifier() {
+        return new WindowClassifier() {
+            private int calls;
+
             @Override
             public int windowSamples() {
                 return info.windowSamples();
@@ -215,14 +214,34 @@ public class GoldenParityTest {
 
             @Override
             public void classify(float[] window, float[] scores) {
+                if (calls++ == failAt) {
+                    throw new IllegalStateException(FAILURE_MESSAGE);
+                }
                 for (int c = 0; c < scores.length; c++) {
                     scores[c] = window[(c * stride) % window.length];
                 }
             }
         };
-        EvalStatus status = new EvalRunner(job, sampling, null).run();
+    }
+
+    /** Must equal EVAL_FAILURE in tests/android_golden.py. */
+    private static final String FAILURE_MESSAGE = "delegate lost: code=7 #1";
+
+    @Test
+    public void evalJobsWriteTheContractFiles() throws Exception {
+        ModelInfo info = readModel();
+        EvalJob job = EvalJob.read(file("eval.job"));
+        job.checkModel(info);
+        EvalStatus status = new EvalRunner(job, samplingClassifier(info, -1), null).run();
         assertEquals(status.error, EvalStatus.State.DONE, status.state);
         assertEquals(job.numWindows(), status.windowsDone);
-        // The Python side (tests/test_android_core.py) reads scores.f32 and status.properties back.
+
+        EvalJob failing = EvalJob.read(file("eval.failing_job"));
+        failing.checkModel(info);
+        int failAt = getInt("eval.fail_at");
+        EvalStatus failed = new EvalRunner(failing, samplingClassifier(info, failAt), null).run();
+        assertEquals(EvalStatus.State.ERROR, failed.state);
+        assertEquals(failAt, failed.windowsDone);
+        // The Python side (tests/test_android_core.py) reads both jobs' files back with the harness.
     }
 }
