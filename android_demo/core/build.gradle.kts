@@ -9,11 +9,17 @@ java {
     targetCompatibility = JavaVersion.VERSION_1_8
 }
 
+tasks.withType<JavaCompile>().configureEach {
+    // Java 8 language and library API, as run-jvm-tests.sh compiles it (javac --release 8).
+    options.release.set(8)
+}
+
 dependencies {
     testImplementation(libs.junit)
 }
 
 tasks.test {
+    useJUnit()
     // ./gradlew :core:test -Plean.golden.dir=DIR runs the golden parity tests against the files
     // written by tests/android_golden.py; without it they are skipped.
     (project.findProperty("lean.golden.dir") as String?)?.let {
