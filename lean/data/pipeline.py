@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from collections import deque
@@ -21,6 +22,8 @@ from lean.errors import LeanError
 DECODE_THREADS = max(2, min(8, os.cpu_count() or 2))
 # Clips decoded ahead of the one being used, so decoding overlaps the model's work.
 DECODE_LOOKAHEAD = 32
+# Clips whose decoded audio a training reader keeps memory-mapped.
+MAPPED_CLIPS = 4096
 
 
 def default_cache_dir() -> Path:
@@ -121,15 +124,18 @@ class WindowReader:
     def __init__(self, index: WindowIndex, cache: AudioCache, window_samples: int,
                  label_matrix: np.ndarray):
         self.index = index
-        self.cache = cache
         self.window_samples = window_samples
         self.label_matrix = label_matrix
+        # Memory maps of recently used clips: a clip's windows come back every epoch, and opening
+        # the cache file per window would cost more than slicing it. Bounded: the kernel limits
+        # how many mappings a process may hold.
+        self._audio_of_clip = functools.lru_cache(maxsize=MAPPED_CLIPS)(
+            lambda clip_id: cache.load(index.clips[clip_id].path))
 
     def read(self, window_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         windows = np.empty((len(window_ids), self.window_samples), dtype=np.float32)
         for row, window_id in enumerate(window_ids):
-            clip_id = self.index.clip_of_window[window_id]
-            audio = self.cache.load(self.index.clips[clip_id].path)
+            audio = self._audio_of_clip(int(self.index.clip_of_window[window_id]))
             windows[row] = self._window(audio, int(self.index.window_in_clip[window_id]))
         labels = self.label_matrix[self.index.clip_of_window[window_ids]]
         return windows, labels
