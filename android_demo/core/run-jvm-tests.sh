@@ -28,7 +28,7 @@ classpath="$junit_jar:$hamcrest_jar"
 # --release 8: the same language level and API surface the Android build compiles against.
 javac --release 8 -Xlint:all -Werror -encoding UTF-8 -d "$build/main" \
     $(find "$here/src/main/java" -name '*.java')
-javac --release 8 -Xlint:all -Xlint:-options -encoding UTF-8 -cp "$build/main:$classpath" \
+javac --release 8 -Xlint:all -Werror -encoding UTF-8 -cp "$build/main:$classpath" \
     -d "$build/test" $(find "$here/src/test/java" -name '*.java')
 
 tests=$(cd "$build/test" && find . -name '*Test.class' ! -name '*$*' | sed 's|^\./||; s|\.class$||; s|/|.|g' | sort)
