@@ -205,3 +205,16 @@ def test_app_sources_manifest_and_resources_agree():
     core_classes = {path.stem for path in (CORE / "src/main/java/dev/lean/core").glob("*.java")}
     imported = set(re.findall(r"^import dev\.lean\.core\.(\w+)", code, flags=re.MULTILINE))
     assert imported and imported <= core_classes, imported - core_classes
+
+
+def test_kotlin_sources_and_gradle_scripts_parse():
+    # No Kotlin 2 compiler here (Debian's is 1.3): a full Kotlin grammar at least rejects syntax errors.
+    tree_sitter = pytest.importorskip("tree_sitter", reason="pip install tree-sitter tree-sitter-kotlin")
+    kotlin_grammar = pytest.importorskip("tree_sitter_kotlin", reason="pip install tree-sitter-kotlin")
+    parser = tree_sitter.Parser(tree_sitter.Language(kotlin_grammar.language()))
+    sources = sorted(ANDROID.rglob("*.kt")) + sorted(ANDROID.rglob("*.gradle.kts"))
+    assert len(sources) >= 8
+    for path in sources:
+        assert not parser.parse(path.read_bytes()).root_node.has_error, path
+    broken = (APP_MAIN / "java/dev/lean/demo/MainActivity.kt").read_text().replace("onPause() {", "onPause( {", 1)
+    assert parser.parse(broken.encode()).root_node.has_error
