@@ -218,3 +218,16 @@ def test_kotlin_sources_and_gradle_scripts_parse():
         assert not parser.parse(path.read_bytes()).root_node.has_error, path
     broken = (APP_MAIN / "java/dev/lean/demo/MainActivity.kt").read_text().replace("onPause() {", "onPause( {", 1)
     assert parser.parse(broken.encode()).root_node.has_error
+
+
+def test_core_main_uses_only_apis_android_24_has():
+    # javac --release 8 checks the Java 8 API; Android 7.0 (API 24) lacks some of it (java.nio.file,
+    # java.time, ...), so the app-side core code stays within these packages.
+    import re
+
+    allowed = ("java.io.", "java.nio.ByteBuffer", "java.nio.ByteOrder", "java.nio.channels.FileChannel",
+               "java.nio.charset.StandardCharsets", "java.util.")
+    denied = ("java.util.function.", "java.util.stream.", "java.util.concurrent.")
+    for path in (CORE / "src/main/java").rglob("*.java"):
+        for name in re.findall(r"^import\s+(?:static\s+)?([\w.]+);", path.read_text(), flags=re.MULTILINE):
+            assert name.startswith(allowed) and not name.startswith(denied), f"{path.name}: {name}"
