@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import android_golden  # pytest puts tests/ on sys.path (no __init__.py there)
+from lean_bench.device_eval import parse_properties
 
 CORE = Path(__file__).resolve().parents[1] / "android_demo" / "core"
 RUN_JVM_TESTS = CORE / "run-jvm-tests.sh"
@@ -33,16 +34,6 @@ def golden(tmp_path_factory):
     return directory, written
 
 
-def _read_properties(path: Path) -> dict:
-    """java.util.Properties as the JVM writes them (comment lines, key=value, nothing escaped here)."""
-    values = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line and not line.startswith("#"):
-            key, _, value = line.partition("=")
-            values[key] = value
-    return values
-
-
 @pytest.mark.slow
 def test_jvm_core_passes_with_python_goldens(golden):
     directory, written = golden
@@ -54,8 +45,6 @@ def test_jvm_core_passes_with_python_goldens(golden):
     assert count >= 40
 
     # The JVM ran the eval jobs of benchmarks/DEVICE_EVAL.md: read them back as the harness does.
-    from lean_bench.device_eval import parse_properties
-
     values = written["golden"]
     expected = written["eval_expected_scores"]
     job = directory / values["eval.job"]
