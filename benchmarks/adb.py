@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import shlex
 import shutil
@@ -158,11 +159,10 @@ class Adb:
             raise LeanError(f"lost contact with device '{self.serial}': {_last_line(message)}")
         return result.stdout
 
-    def push(self, local: str, remote: str, timeout: float = 600.0) -> None:
+    def push(self, local: str, remote: str) -> None:
+        # Gigabyte files (eval windows) take minutes: allow 2 MB/s, the slowest USB 2 links.
+        timeout = 300.0 + os.path.getsize(local) / 2e6
         self.run(["push", local, remote], timeout=timeout)
-
-    def pull(self, remote: str, local: str, timeout: float = 600.0) -> None:
-        self.run(["pull", remote, local], timeout=timeout)
 
     def devices(self) -> list[DeviceEntry]:
         return parse_devices(self.run(["devices", "-l"], timeout=30.0))

@@ -97,8 +97,12 @@ def benchmark_command(remote_binary: str, remote_model: str, threads: int, mask:
 
 
 def _bench_one_device(adb: Adb, models: Sequence[str], options: AdbBenchOptions,
-                      say: Callable[[str], None], progress) -> dict:
+                      say: Callable[[str], None], progress, partial: dict) -> dict:
+    """Runs every model on one device; `partial` holds its facts and rows as they come, so they
+    are kept if the device is lost."""
     facts: DeviceFacts = read_device_facts(adb)
+    partial["device"] = facts.to_dict()
+    rows = partial["rows"]
     say(f"{adb.serial}: {facts.place}")
     if options.cores == "big" and not facts.cpu_max_freq_khz:
         say(f"{adb.serial}: cpuinfo_max_freq is not readable, so runs are not pinned to big cores")
@@ -106,13 +110,15 @@ def _bench_one_device(adb: Adb, models: Sequence[str], options: AdbBenchOptions,
     run_dir = f"{options.device_dir.rstrip('/')}/lean-bench-{time.strftime('%Y%m%d-%H%M%S')}-" \
               f"{uuid.uuid4().hex[:6]}"
     remote_binary = f"{run_dir}/benchmark_model"
-    rows = []
     try:
         status, output = adb.shell(f"mkdir -p {quote(run_dir)}")
         if status != 0:
             raise LeanError(f"{adb.serial}: cannot create {run_dir}: {output.strip()}")
         adb.push(options.benchmark_binary, remote_binary)
-        adb.shell(f"chmod 755 {quote(remote_binary)}")
+        status, output = adb.shell(f"chmod 755 {quote(remote_binary)}")
+        if status != 0:
+            raise LeanError(f"{adb.serial}: cannot make {remote_binary} executable: "
+                            f"{output.strip()}")
         remote_models = []
         for index, model in enumerate(models):
             remote_model = f"{run_dir}/{index}_{Path(model).name}"
@@ -152,7 +158,7 @@ def _bench_one_device(adb: Adb, models: Sequence[str], options: AdbBenchOptions,
     device["thermal_before"] = device.pop("thermal")
     device["thermal_after"] = final.__dict__
     _add_ratios(rows)
-    return {"device": device, "run_dir": run_dir, "rows": rows}
+    return {"device": device, "run_dir": run_dir, "rows": rows, "error": None}
 
 
 def _add_ratios(rows: list[dict]) -> None:
@@ -197,8 +203,20 @@ def run_adb_benchmarks(models: Sequence[str], options: AdbBenchOptions,
     total = len(chosen) * len(models) * len(options.threads)
     with tqdm(total=total, desc="benchmark_model", unit="run", file=sys.stderr) as progress:
         for entry in chosen:
-            devices.append(_bench_one_device(server.for_device(entry.serial), models, options,
-                                             say, progress))
+            partial = {"device": None, "rows": []}
+            try:
+                devices.append(_bench_one_device(server.for_device(entry.serial), models,
+                                                 options, say, progress, partial))
+            except LeanError as error:
+                if len(chosen) == 1 and not partial["rows"]:
+                    raise
+                # One lost phone must not discard the others' results (or its own so far).
+                say(f"{entry.serial}: stopped: {error}")
+                unknown = {"serial": entry.serial, "stand_in": None, "sdk": None,
+                           "place": f"serial {entry.serial} (device facts unavailable)"}
+                _add_ratios(partial["rows"])
+                devices.append({"device": partial["device"] or unknown, "rows": partial["rows"],
+                                "error": str(error)})
     return {
         "kind": "adb",
         "options": {key: value for key, value in options.__dict__.items()},
@@ -244,6 +262,8 @@ def format_adb_report(report: dict) -> str:
                 "ok" if row["error"] is None else "FAILED",
             ])
         lines.append(report_lib.format_table(headers, rows))
+        if device.get("error"):
+            lines.append(f"  device stopped: {device['error']}")
         for row in device["rows"]:
             if row["error"]:
                 lines.append(f"  {row['model_name']} ({row['threads']} threads): device said: "

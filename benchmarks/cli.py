@@ -74,7 +74,8 @@ def _adb(args) -> int:
                                 adb_path=args.adb)
     _emit(report, format_adb_report(report), args.json)
     failed = [row for device in report["devices"] for row in device["rows"] if row["error"]]
-    return 1 if failed else 0
+    lost = [device for device in report["devices"] if device.get("error")]
+    return 1 if failed or lost else 0
 
 
 def _parse(args) -> int:

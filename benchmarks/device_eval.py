@@ -153,6 +153,9 @@ class DeviceEvalJob:
             f"&& wc -c < windows.f32")
         return status == 0 and output.strip().isdigit() and int(output.strip()) == expected
 
+    def remove_device_folder(self) -> None:
+        self.adb.shell(f"rm -rf {quote(self.remote_dir)}", timeout=120.0)
+
     def push_inputs(self, model: Path, num_classes: int) -> None:
         """Pushes model, windows and job.properties, and the rows already scored, so the device
         continues where the host's copy ends."""
@@ -290,7 +293,9 @@ def run_device_eval(model: str, data_dir: str, split: str = "eval", serial: Opti
     if done:
         say(f"{job_path}: continuing, {done} of {job.num_windows} windows already scored")
     started = time.monotonic()
-    status = {}
+    # A finished job's device status (its latency) is kept on the host for later reruns.
+    status_path = job_path / "device_status.json"
+    status = json.loads(status_path.read_text()) if status_path.exists() else {}
     try:
         if done < job.num_windows:
             if not job.device_has_inputs():
@@ -326,9 +331,16 @@ def run_device_eval(model: str, data_dir: str, split: str = "eval", serial: Opti
                         "fix that and run the same command again to continue") from None
     device_seconds = time.monotonic() - started
     _write_host_status(job_path, status, job.num_windows)
+    # Every row is on the host now: free the phone's storage (windows.f32 can be gigabytes).
+    try:
+        job.remove_device_folder()
+    except LeanError as error:
+        say(f"{adb.serial}: could not remove {job.remote_dir} ({error}); remove it by hand")
 
-    windows = np.fromfile(job_path / "windows.f32", dtype="<f4").reshape(-1, job.window_samples)
-    scores = np.fromfile(job.scores_path, dtype="<f4").reshape(-1, num_classes)[:job.num_windows]
+    # Memory-mapped: the full FSD50K eval split is about 130k windows (8 GB of float32).
+    windows = np.memmap(job_path / "windows.f32", dtype="<f4", mode="r",
+                        shape=(job.num_windows, job.window_samples))
+    scores = np.memmap(job.scores_path, dtype="<f4", mode="r", shape=(job.num_windows, num_classes))
     replay = DeviceScoresPredictor(reference, windows, scores)
     report = evaluate(replay, load_dataset(data_path), split, eval_config, progress=False)
     # evaluate() timed the host's replay, not the phone: keep the device's own numbers instead.

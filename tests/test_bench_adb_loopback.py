@@ -109,6 +109,31 @@ def _check_device_report(entry, files, device):
     assert entry["run_dir"].startswith(str(device.device_tmp) + "/lean-bench-")
 
 
+def test_adb_lost_device_keeps_its_rows_and_the_other_devices(device, files):
+    first, unplug = files[0], device.work_dir / "unplug.tflite"
+    shutil.copy(first, unplug)
+    out = device.work_dir / "lost.json"
+    try:
+        result = device.run(LEAN_BENCH + [
+            "adb", str(first), str(unplug), "--threads", "1", "--cool-timeout", "0",
+            "--benchmark-binary", str(loopback.STANDIN_DIR / "benchmark_model"),
+            "--device-dir", str(device.device_tmp), "--json", str(out)], check=False)
+    finally:
+        device.stop_adbd()
+        device.start_adbd()
+        device.connect()
+    assert result.returncode == 1, result.stderr
+    lost, kept = json.loads(out.read_text())["devices"]
+    assert lost["device"]["serial"] == loopback.SERIAL
+    assert lost["device"]["place"].startswith("STAND-IN device, not a phone")
+    assert [row["model_name"] for row in lost["rows"]] == ["first.tflite"]
+    assert lost["rows"][0]["log"]["ok"]
+    assert f"{loopback.SERIAL}: stopped: " in result.stderr
+    assert f"device stopped: " in result.stdout
+    assert kept["error"] is None and kept["device"]["serial"] == loopback.SECOND_SERIAL
+    assert [row["log"]["ok"] for row in kept["rows"]] == [True, True]
+
+
 def test_adb_unknown_serial_is_a_clear_error(device, files):
     first = files[0]
     result = device.run(LEAN_BENCH + [
@@ -190,9 +215,17 @@ def test_adb_eval_resumes_after_disconnect_and_matches_lean_eval(device, files, 
     assert report["measured_on"].startswith("STAND-IN device, not a phone")
     assert report["scores_computed_on"] == "STAND-IN device (not a phone)"
     assert "host" not in report and report["device_mean_latency_ms"] > 0
-    status = dict(line.split("=", 1) for line in
-                  (device.device_eval_root / report["job_id"] / "status.properties").read_text().split())
+    status = json.loads((job_dir / "device_status.json").read_text())
     assert status["state"] == "done" and int(status["windows_done"]) == len(windows)
+    # Everything is on the host: the phone's job folder is removed.
+    assert not (device.device_eval_root / report["job_id"]).exists()
+    # A third run finds every row on the host and needs no device work at all.
+    again = device.run(command, check=False)
+    assert again.returncode == 0, again.stderr
+    rerun = json.loads(out.read_text())
+    assert rerun["mAP"] == report["mAP"]
+    assert rerun["device_mean_latency_ms"] == report["device_mean_latency_ms"]
+    assert (device.state_dir / "eval_starts.log").read_text().split() == starts
 
 
 def test_adb_eval_device_error_is_quoted(device, files):

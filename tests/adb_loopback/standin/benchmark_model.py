@@ -2,7 +2,8 @@
 
 It records how it was called (arguments, CPU affinity) for the test to check, prints the real
 Android log from tests/fixtures/benchmark_model with this run's graph and thread count, prints the
-real failure log for a model whose name contains "broken", and warms the stand-in battery up so
+real failure log for a model whose name contains "broken", "unplugs" the first adbd (kills it)
+for a model whose name contains "unplug" when run through that adbd, and warms the stand-in battery up so
 the harness has to wait for it to cool down.
 """
 
@@ -18,7 +19,25 @@ affinity = next((line.split(":", 1)[1].strip() for line in Path("/proc/self/stat
 with open(state / "benchmark_calls.log", "a") as log:
     log.write(f"{' '.join(sys.argv[1:])} affinity={affinity}\n")
 
+
+
+def ancestors(pid):
+    """Process ids above `pid`, nearest first."""
+    chain = []
+    while pid > 1:
+        pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        chain.append(pid)
+    return chain
+
+
 graph = flags.get("graph", "")
+adbd_pid_file = state / "adbd.pid"
+if "unplug" in Path(graph).name and adbd_pid_file.exists():
+    # The cable is pulled mid-run: kill the first adbd if it is the one running us.
+    adbd_pid = int(adbd_pid_file.read_text())
+    if adbd_pid in ancestors(os.getpid()):
+        os.kill(adbd_pid, 9)
+        sys.exit(1)
 if "broken" in Path(graph).name:
     sys.stdout.write((fixtures / "benchmark_model_failure_real.txt").read_text())
     sys.exit(1)
