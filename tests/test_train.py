@@ -122,8 +122,13 @@ def crash_resumed_run(tmp_path_factory):
                 time.sleep(0.02)
         else:
             # Start-up, indexing, checkpoint loading, a training step or a checkpoint write: any
-            # of them; the remaining epochs take longer than this.
-            time.sleep(np.random.default_rng().uniform(1.0, 12.0))
+            # of them, but before the last epoch ends.
+            kill_at = time.monotonic() + np.random.default_rng().uniform(1.0, 12.0)
+            while time.monotonic() < kill_at and process.poll() is None:
+                state = _read_state(run_dir)
+                if state and state["epoch"] >= EPOCHS - 1:
+                    break
+                time.sleep(0.02)
         assert process.poll() is None, f"training ended before the kill: {process.communicate()}"
         os.kill(process.pid, signal.SIGKILL)
         process.wait()
