@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -131,6 +132,7 @@ def _convert_in_this_process(model, quantization: QuantizationConfig, windows, p
     """Runs the TFLite converter here (call it from the child process only)."""
     import tensorflow as tf
 
+    _stage(f"converting to TFLite ({quantization.mode})")
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     details: dict = {"float_nodes": []}
@@ -154,6 +156,7 @@ def _convert_in_this_process(model, quantization: QuantizationConfig, windows, p
     if not quantization.float_scopes:
         converter.inference_input_type = tf.float32
         converter.inference_output_type = tf.float32
+        _stage("calibrating and quantizing int8")
         return converter.convert(), details
     # What tf.lite.experimental.QuantizationDebugger does with QuantizationDebugOptions(
     # denylisted_nodes=...), without building its instrumented debug model: calibrate only,
@@ -162,6 +165,7 @@ def _convert_in_this_process(model, quantization: QuantizationConfig, windows, p
 
     converter.experimental_mlir_quantizer = True
     converter._experimental_calibrate_only = True  # pylint: disable=protected-access
+    _stage("calibrating int8 (running the float model on the calibration windows)")
     calibrated = converter.convert()
     denylisted = float_node_names(_tensor_names(calibrated), quantization.float_scopes)
     if not denylisted:
@@ -170,6 +174,7 @@ def _convert_in_this_process(model, quantization: QuantizationConfig, windows, p
             "quantized (its layers must be named with that prefix)"
         )
     details["float_nodes"] = denylisted
+    _stage(f"quantizing to int8 with {len(denylisted)} float nodes kept")
     quantized = tflite_convert.mlir_quantize(
         calibrated,
         disable_per_channel=converter._experimental_disable_per_channel,  # pylint: disable=protected-access
@@ -233,17 +238,28 @@ def convert_model(
         return (scratch / "model.tflite").read_bytes(), details
 
 
+STAGE_PREFIX = "lean-export stage: "
+
+
+def _stage(text: str) -> None:
+    """Child: records what it is doing, so a crash can be reported as 'crashed while ...'."""
+    print(f"{STAGE_PREFIX}{text}", file=sys.stderr, flush=True)
+
+
 def _describe_failure(returncode: int, log: str) -> str:
-    """One line: how the child ended and the last meaningful line it printed."""
+    """One line: how the child ended, in which stage, and the Python error if there was one."""
     lines = [line.strip() for line in log.splitlines() if line.strip()]
     user_error = [line for line in lines if line.startswith("LeanError: ")]
     if user_error:
         return user_error[-1][len("LeanError: "):]
-    last = lines[-1] if lines else "no output"
+    stages = [line[len(STAGE_PREFIX):] for line in lines if line.startswith(STAGE_PREFIX)]
+    stage = stages[-1] if stages else "starting"
     if returncode < 0:
         name = signal.Signals(-returncode).name
-        return f"the TFLite converter crashed ({name}) while converting; last output: {last[:300]}"
-    return f"the TFLite converter failed (exit {returncode}): {last[:300]}"
+        return f"the TFLite converter crashed ({name}) while {stage}"
+    errors = [line for line in lines if re.match(r"^[\w.]+(Error|Exception): ", line)]
+    reason = errors[-1][:300] if errors else "no error message"
+    return f"the TFLite converter failed (exit {returncode}) while {stage}: {reason}"
 
 
 def _child_main(argv: list[str] | None = None) -> int:
@@ -268,6 +284,7 @@ def _child_main(argv: list[str] | None = None) -> int:
     try:
         from lean.models.registry import load_model
 
+        _stage("loading the Keras model")
         model = load_model(args.scratch / "model.keras")
         model_bytes, details = _convert_in_this_process(model, quantization, windows, progress)
     except LeanError as error:

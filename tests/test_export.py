@@ -1,0 +1,232 @@
+"""lean-export: quantization modes, errors, and the int8 export's report checked independently."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import test_export_support as support
+from lean.errors import LeanError
+from lean_export.convert import MODES, QuantizationConfig, float_node_names
+
+
+@pytest.fixture(scope="module")
+def int8_export(tmp_path_factory):
+    return support.int8_export(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    return support.tiny_run(tmp_path_factory)
+
+
+# --- fast: configuration, names, CLI errors (no TensorFlow) -----------------------------------
+
+def test_quantization_named_constructors():
+    assert QuantizationConfig.create_dynamic_range() == QuantizationConfig("dynamic_range")
+    assert QuantizationConfig.create_float16().mode == "float16"
+    assert QuantizationConfig.create_float32().needs_calibration is False
+    int8 = QuantizationConfig.create_full_integer(("frontend_a", "frontend_b"))
+    assert int8.needs_calibration and int8.float_scopes == ("frontend_a", "frontend_b")
+    assert [QuantizationConfig.from_mode(mode).mode for mode in MODES] == list(MODES)
+    with pytest.raises(LeanError, match="unknown quantization mode 'int4'"):
+        QuantizationConfig.from_mode("int4")
+
+
+def test_default_int8_keeps_the_model_frontend_float():
+    from lean.features import FRONTEND_LAYER_NAME
+
+    assert QuantizationConfig.create_full_integer().float_scopes == (FRONTEND_LAYER_NAME,)
+
+
+def test_float_node_names_match_layer_scopes_in_fused_names():
+    names = [
+        "serving/lean_1/log_mel_frontend_1/MatMul1",
+        "serving/lean_1/wave_frames_1/Reshape;serving/lean_1/log_mel_frontend_1/Reshape",
+        "serving/lean_1/yamnet_trunk_1/layer1_conv_1/Relu6",
+        "serving/lean_1/not_log_mel_frontend/Add",
+        "serving_default_waveform:0",
+    ]
+    assert float_node_names(names, ("log_mel_frontend",)) == names[:2]
+    assert float_node_names(names, ()) == []
+
+
+def _fake_run(run_dir, **config_values):
+    """A run directory whose files exist; the checks under test run before the model loads."""
+    from lean.config import FrontendConfig, ModelConfig, RunConfig, save_json
+
+    sample_rate = config_values.pop("sample_rate", 16000)
+    config = RunConfig(model=ModelConfig(frontend=FrontendConfig(sample_rate=sample_rate)), **config_values)
+    run_dir.mkdir(parents=True)
+    save_json(config, run_dir / "config.json")
+    (run_dir / "labels.txt").write_text("a\nb\n")
+    (run_dir / "best.keras").write_bytes(b"not read by these checks")
+    return run_dir
+
+
+def _cli_error(argv, capsys) -> str:
+    from lean_export.cli import main
+
+    assert main(argv) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    out = str(tmp_path / "m.tflite")
+    assert "no such run directory" in _cli_error([str(tmp_path / "absent"), "-o", out], capsys)
+
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    (partial / "config.json").write_text("{}")
+    assert "incomplete run directory (missing labels.txt, best.keras)" in _cli_error(
+        [str(partial), "-o", out], capsys)
+
+    resampled = _fake_run(tmp_path / "run22k", sample_rate=22050, data_dir=str(tmp_path))
+    assert "sample_rate is 22050 Hz" in _cli_error([str(resampled), "-o", out], capsys)
+
+    no_data = _fake_run(tmp_path / "nodata")
+    assert "no data for calibration" in _cli_error([str(no_data), "-o", out, "--int8"], capsys)
+    assert "calibration data folder not found" in _cli_error(
+        [str(no_data), "-o", out, "--data", str(tmp_path / "missing")], capsys)
+    assert "must end in .tflite" in _cli_error([str(no_data), "-o", str(tmp_path / "m.bin")], capsys)
+    assert not (tmp_path / "m.tflite").exists()
+
+
+def test_cli_help_does_not_import_tensorflow():
+    code = ("import sys, contextlib, io\n"
+            "from lean_export.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()) as out:\n"
+            "    try: main(['--help'])\n"
+            "    except SystemExit: pass\n"
+            "assert '--dynamic-range' in out.getvalue() and '--max-map-drop' in out.getvalue()\n"
+            "assert 'tensorflow' not in sys.modules, 'tensorflow imported by --help'\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# --- slow: real conversions ------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_int8_export_passes_and_keeps_io_float(int8_export):
+    from ai_edge_litert.interpreter import Interpreter
+
+    path, report = int8_export
+    assert report["passed"] and report["failures"] == []
+    assert path.stat().st_size == report["file_size_bytes"]
+    interpreter = Interpreter(model_path=str(path))
+    (waveform,), (scores,) = interpreter.get_input_details(), interpreter.get_output_details()
+    assert waveform["dtype"] == np.float32 and list(waveform["shape"]) == [1, 16000]
+    assert scores["dtype"] == np.float32 and list(scores["shape"]) == [1, 13]
+    # The frontend computes in float, the conv body in int8, and nothing else is float.
+    rows = {(row["op"], row["outputs"]) for row in report["ops"]}
+    assert {("LOG", "float32"), ("SQRT", "float32"), ("CONV_2D", "int8"), ("LOGISTIC", "int8")} <= rows
+    assert report["float_ops_after_frontend"] == []
+    assert sum(row["count"] for row in report["ops"]) == report["op_count"]
+    latency = report["latency"]
+    assert latency["threads"] == 1 and latency["runs"] == 50 and 0 < latency["median_ms"] < 1000
+    assert latency["peak_rss_delta_mb"] > 0
+
+
+@pytest.mark.slow
+def test_int8_report_numbers_match_an_independent_evaluation(int8_export, tiny_run, tmp_path_factory):
+    from lean.data.audio import AudioCache
+    from lean.data.fsd50k import load_dataset
+    from lean.evaluate import evaluate
+    from lean.inference import load_predictor
+    from lean_export.export import DEFAULT_HELD_OUT_WINDOWS, held_out_windows
+
+    path, report = int8_export
+    dataset = load_dataset(support.demo_data(tmp_path_factory))
+    cache = AudioCache(tmp_path_factory.mktemp("cache"))
+    windows = held_out_windows(dataset, 16000, DEFAULT_HELD_OUT_WINDOWS, cache, 0.5)
+    keras_scores = load_predictor(tiny_run).predict(windows)
+    tflite_scores = load_predictor(path).predict(windows)
+    difference = np.abs(keras_scores.astype(np.float64) - tflite_scores)
+    assert report["output_difference"]["windows"] == len(windows) == DEFAULT_HELD_OUT_WINDOWS
+    assert report["output_difference"]["max_abs_diff"] == pytest.approx(difference.max(), abs=1e-7)
+    assert report["output_difference"]["mean_abs_diff"] == pytest.approx(difference.mean(), abs=1e-7)
+    # int8 output steps are 1/256; a larger gap would mean a broken quantization.
+    assert 0 < difference.max() < 0.05
+    assert report["export_ready_parity"]["max_abs_diff"] < 1e-5
+    for split in ("val", "eval"):
+        exported = evaluate(load_predictor(path), dataset, split, progress=False)
+        original = evaluate(load_predictor(tiny_run), dataset, split, progress=False)
+        assert report["map"][split]["exported"] == pytest.approx(exported["mAP"], abs=1e-12)
+        assert report["map"][split]["float"] == pytest.approx(original["mAP"], abs=1e-12)
+    # The briefly trained model carries signal (constant scores give AP = prevalence), so the
+    # float-vs-int8 mAP comparison means something.
+    truth = dataset.label_matrix(dataset.clips("val"))
+    chance = truth.mean(axis=0)[truth.any(axis=0)].mean()
+    assert report["map"]["val"]["float"] > 1.5 * chance
+
+
+@pytest.mark.slow
+def test_report_files_are_written_beside_the_model(int8_export):
+    path, report = int8_export
+    on_disk = json.loads(path.with_suffix(".report.json").read_text())
+    assert on_disk["file_size_bytes"] == report["file_size_bytes"]
+    markdown = path.with_suffix(".report.md").read_text()
+    assert "**PASSED**" in markdown
+    assert f"{report['file_size_bytes']:,} bytes" in markdown
+    assert f"{report['latency']['median_ms']} ms" in markdown
+    assert "| val | 13 |" in markdown
+    assert not list(path.parent.glob(".*verifying*")), "staged copy left behind"
+
+
+@pytest.mark.slow
+def test_failed_map_gate_keeps_report_and_previous_model(tiny_run, tmp_path):
+    from lean_export.export import export_run
+
+    output = tmp_path / "tiny_f32.tflite"
+    output.write_bytes(b"previous model")
+    # A negative allowed drop cannot be met: the gate must fail after measuring.
+    with pytest.raises(LeanError, match=r"val mAP dropped by .* more than --max-map-drop -1"):
+        export_run(tiny_run, output, "float32", max_map_drop=-1.0, progress=False)
+    assert output.read_bytes() == b"previous model"
+    report = json.loads(output.with_suffix(".report.json").read_text())
+    assert report["passed"] is False and report["quantization"] == "float32"
+    # float32 export of the same graph: Keras and TFLite agree to float rounding.
+    assert report["output_difference"]["max_abs_diff"] < 1e-5
+    assert "**FAILED**" in output.with_suffix(".report.md").read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "tiny_f32.report.json", "tiny_f32.report.md", "tiny_f32.tflite"]
+
+
+@pytest.mark.slow
+def test_weight_only_modes(tiny_run):
+    from lean.models.registry import export_ready_copy
+    from lean.train import load_run
+    from lean_export.convert import build_serving_model, convert_model
+    from lean_export.verify import op_list
+
+    run = load_run(tiny_run)
+    serving = build_serving_model(export_ready_copy(run.model, run.config.model), 16000)
+    half, _ = convert_model(serving, QuantizationConfig.create_float16())
+    conv = [op for op in op_list(half) if op["op"] == "CONV_2D"]
+    assert conv and conv[0]["inputs"] == ["float32", "float32", "float32"]
+    assert any(op["op"] == "DEQUANTIZE" and op["inputs"] == ["float16"] for op in op_list(half))
+    dynamic, _ = convert_model(serving, QuantizationConfig.create_dynamic_range())
+    # Dynamic range: int8 weights (of tensors over 1024 values), float activations in and out.
+    hybrid = [op for op in op_list(dynamic) if op["op"] == "FULLY_CONNECTED" and op["inputs"][1] == "int8"]
+    assert hybrid and all(op["inputs"][0] == op["outputs"][0] == "float32" for op in hybrid)
+
+
+@pytest.mark.slow
+def test_converter_crash_becomes_a_clear_error():
+    import keras
+
+    from lean_export.convert import convert_model
+
+    # FACTS.md: int8 calibration of a Keras 3 LSTM (a WHILE loop) segfaults in the converter.
+    waveform = keras.Input((16000,), batch_size=1, name="waveform")
+    frames = keras.layers.Reshape((40, 400))(waveform)
+    scores = keras.layers.Dense(3, activation="sigmoid")(keras.layers.LSTM(4)(frames))
+    model = keras.Model(waveform, scores)
+    windows = np.random.default_rng(0).standard_normal((4, 16000)).astype(np.float32)
+    with pytest.raises(LeanError, match=r"converter crashed \(SIGSEGV\) while calibrating"):
+        convert_model(model, QuantizationConfig.create_full_integer(()), windows)
