@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 
 from lean.config import ModelConfig
+from lean.errors import LeanError
 from lean.features import LogMelFrontend
 from lean.models.attention import AffinityAttention, BahdanauAttention, MeanPooling
 from lean.models.registry import register
@@ -40,6 +41,20 @@ def _classifier(features, config: ModelConfig):
     return keras.layers.Activation("sigmoid", name="probabilities")(logits)
 
 
+def _check_wave_encoder(config: ModelConfig, context: str) -> None:
+    if config.window_samples % config.wave_frames:
+        raise LeanError(
+            f"model {config.name!r}: {config.window_samples} samples do not split into "
+            f"wave_frames={config.wave_frames} equal frames"
+        )
+    if context == "affinity" and config.projection_units != 2 * config.lstm_units:
+        # The affinity score is a dot product of E_yam with h_t: their widths must agree.
+        raise LeanError(
+            f"model {config.name!r}: affinity attention needs projection_units "
+            f"({config.projection_units}) == 2 * lstm_units ({2 * config.lstm_units})"
+        )
+
+
 def _build(config: ModelConfig, load_pretrained: bool, context: str | None, project: bool):
     """One builder for the whole family; `context` picks how h is summarised (None: no h)."""
     waveform = _waveform_input(config)
@@ -49,6 +64,7 @@ def _build(config: ModelConfig, load_pretrained: bool, context: str | None, proj
         # features (E_yam) has shape [B, 256].
         features = keras.layers.Dense(config.projection_units, name="yamnet_projection")(features)
     if context is not None:
+        _check_wave_encoder(config, context)
         # h has shape [B, 40, 256].
         h = build_wave_encoder(waveform, config)
         if context == "mean":
