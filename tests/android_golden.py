@@ -72,22 +72,26 @@ def build_tiny_model(num_classes: int):
 
 
 def export_tiny_model(path: Path) -> None:
-    """Exports the tiny model as float32 TFLite with MediaPipe-ready metadata via lean_export."""
-    from lean_export.convert import QuantizationConfig, build_serving_model, convert_model
-    from lean_export.metadata import AudioClassifierInfo, add_metadata
+    """Exports the tiny model as float32 TFLite with the metadata `lean-export` writes for a run.
 
+    Conversion is lean_export's `convert_model`; the metadata is `classifier_info` of a run folder
+    holding the default RunConfig (so config.json and the code version ride in the appended zip,
+    as in a real export) and `add_metadata`.
+    """
+    from lean.config import RunConfig, save_json
+    from lean_export.convert import QuantizationConfig, build_serving_model, convert_model
+    from lean_export.export import classifier_info
+    from lean_export.metadata import add_metadata
+
+    quantization = QuantizationConfig.create_float32()
     serving = build_serving_model(build_tiny_model(len(LABELS)), WINDOW_SAMPLES)
-    model_bytes, _ = convert_model(serving, QuantizationConfig.create_float32())
-    info = AudioClassifierInfo(
-        name="tiny_android_golden",
-        description="Tiny random-weight classifier for the Android core's golden tests.",
-        version="golden-1",
-        author="lean tests",
-        license="Apache-2.0",
-        sample_rate=SAMPLE_RATE,
-        labels=LABELS,
-        score_threshold=SCORE_THRESHOLD,
-    )
+    model_bytes, _ = convert_model(serving, quantization)
+    run_dir = path.parent / "tiny_run"
+    config = RunConfig()
+    save_json(config, run_dir / "config.json")
+    info = classifier_info(run_dir, config, LABELS, quantization, author="lean tests",
+                           license_name="Apache-2.0", score_threshold=SCORE_THRESHOLD,
+                           version="golden-1")
     path.write_bytes(add_metadata(model_bytes, info))
 
 
