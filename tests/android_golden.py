@@ -2,7 +2,7 @@
 
 Everything here comes from the SDK the app must agree with: windows from
 `lean.data.windows.eval_windows`, clip scores from `lean.data.windows.aggregate_clip_scores`, the
-model from `lean_export` (`convert_model` + `add_metadata`) and its parsed metadata from
+model from `lean_export` (`convert_model`, `classifier_info`, `add_metadata`) and its metadata from
 `lean_export.metadata.read_metadata` and `lean.inference.load_predictor`. The JVM side reads the
 files listed in golden.properties (java.util.Properties syntax); arrays are raw little-endian
 float32 (`.f32`) or float64 (`.f64`) files, row-major.
