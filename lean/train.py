@@ -327,18 +327,26 @@ def _fit(config: RunConfig, dataset, cache, indexes: dict, run_dir: Path, state:
     val_data = build_window_dataset(indexes["val"], dataset, cache, window_samples, global_batch)
     steps = steps_per_epoch(indexes["train"].num_windows, global_batch,
                             options["max_windows_per_epoch"])
-    callbacks = [
-        EpochCheckpoint(run_dir, state, train_config.epochs),
-        keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard"), update_freq="epoch",
-                                    write_graph=False),
-        TqdmProgress(steps, train_config.epochs, state, enabled=progress),
-    ]
+    callbacks = [EpochCheckpoint(run_dir, state, train_config.epochs),
+                 *_tensorboard_callbacks(run_dir),
+                 TqdmProgress(steps, train_config.epochs, state, enabled=progress)]
     model.fit(train_data, epochs=train_config.epochs, initial_epoch=first_epoch,
               steps_per_epoch=steps, validation_data=val_data, callbacks=callbacks, shuffle=False,
               verbose=0)
     _log(f"done: best {MONITOR} {state['best_score']:.4f} at epoch {state['best_epoch']}; "
          f"model {run_dir / BEST_MODEL}")
     return state
+
+
+def _tensorboard_callbacks(run_dir: Path) -> list:
+    """TensorBoard event files in RUN_DIR/tensorboard, when the tensorboard package is there."""
+    try:
+        import tensorboard  # noqa: F401  (tf.summary needs it to write anything)
+    except ImportError:
+        _log("tensorboard is not installed: no TensorBoard logs (pip install tensorboard)")
+        return []
+    return [keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard"),
+                                        update_freq="epoch", write_graph=False)]
 
 
 class EpochCheckpoint(keras.callbacks.Callback):
