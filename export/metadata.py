@@ -176,11 +176,11 @@ def _check_classifier_signature(model, info: AudioClassifierInfo) -> None:
     waveform, scores = inputs[0], outputs[0]
     if waveform.type != float32 or scores.type != float32:
         raise LeanError("MediaPipe needs float32 input and output tensors; the model has other types")
-    if list(waveform.shape) [:1] != [1] or len(waveform.shape) != 2:
-        raise LeanError(f"the input must have shape [1, samples], got {list(waveform.shape)}")
+    if len(waveform.shape) != 2 or waveform.shape[0] != 1:
+        raise LeanError(f"the input must have shape [1, samples], got {[int(n) for n in waveform.shape]}")
     if len(scores.shape) != 2 or scores.shape[0] != 1 or scores.shape[1] != len(info.labels):
         raise LeanError(
-            f"the output has shape {list(scores.shape)} but {len(info.labels)} labels were given"
+            f"the output has shape {[int(n) for n in scores.shape]} but {len(info.labels)} labels were given"
         )
 
 
@@ -251,7 +251,8 @@ def _text(value) -> str | None:
     return value.decode("utf-8") if isinstance(value, bytes) else value
 
 
-def _associated_files(model_bytes: bytes, source: str) -> dict[str, bytes]:
+def _associated_files(model_bytes: bytes) -> dict[str, bytes]:
+    """The files of the zip appended to the model (none when there is no zip)."""
     try:
         with zipfile.ZipFile(io.BytesIO(model_bytes)) as archive:
             return {item.filename: archive.read(item) for item in archive.infolist()}
@@ -290,7 +291,7 @@ def read_metadata(path: str | Path) -> dict:
     for entry in output_meta.associatedFiles or []:
         if entry.type == fb.AssociatedFileType.TENSOR_AXIS_LABELS:
             labels_file = _text(entry.name)
-    files = _associated_files(model_bytes, str(path))
+    files = _associated_files(model_bytes)
     listed = [_text(e.name) for e in (meta.associatedFiles or [])] + ([labels_file] if labels_file else [])
     missing = [name for name in listed if name not in files]
     if missing:
