@@ -229,6 +229,8 @@ def train(config: RunConfig, data_dir: str | Path, run_dir: str | Path,
 
 def _check_existing_run(run_dir: Path, config: RunConfig, labels_text: str,
                         options: dict) -> Optional[dict]:
+    if run_dir.exists() and not run_dir.is_dir():
+        raise LeanError(f"{run_dir}: is a file, not a run directory; choose another --out")
     if not (run_dir / "config.json").is_file():
         if run_dir.is_dir() and any(run_dir.iterdir()):
             raise LeanError(f"{run_dir}: exists and is not a run directory; choose another --out")

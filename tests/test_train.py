@@ -315,3 +315,21 @@ def test_window_pipeline_is_every_window_once_per_epoch_in_a_resumable_order(tmp
     limited = build_window_dataset(index, dataset, cache, SAMPLE_RATE, 4, shuffle_seed=7,
                                    epochs=(0, 1), max_windows_per_epoch=5)
     assert [len(w) for w, _ in limited.as_numpy_iterator()] == [4, 1]
+
+
+def test_train_cli_user_errors_are_one_line(tmp_path, capsys):
+    from lean.cli import main
+
+    data = make_tone_dataset(tmp_path / "data", clips_per_split=(4, 4, 4))
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("x")
+    cases = [
+        (["--model", "resnet9000", "--out", str(tmp_path / "r1")], "unknown model 'resnet9000'"),
+        (["--out", str(not_a_dir)], "file: is a file, not a run directory"),
+        (["--out", str(tmp_path / "r2"), "--yamnet-weights", str(tmp_path / "no.h5")],
+         "no.h5: YAMNet weights not found"),
+    ]
+    for extra, message in cases:
+        assert main(["train", "--data", str(data), *extra]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], err
