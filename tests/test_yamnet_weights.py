@@ -162,3 +162,20 @@ def test_random_init_warns_once(caplog, monkeypatch):
         registry.build_model(ModelConfig(name="yamnet", num_classes=3))
     warnings = [r for r in caplog.records if "random weights" in r.getMessage()]
     assert len(warnings) == 1
+
+
+def test_saved_model_directory_with_official_variable_names(tmp_path):
+    """A TF Hub-style SavedModel whose variables carry YAMNet's Keras 2 names, saved in a
+    shuffled order: loading goes by name, so the order of `variables` does not matter."""
+    import tensorflow as tf
+
+    layers = official_layers(np.random.default_rng(5))
+    module = tf.Module()
+    named = [(w, a) for _, weights in layers for w, a in weights]
+    order = np.random.default_rng(0).permutation(len(named))
+    module.tensors = [tf.Variable(named[i][1], name=named[i][0].split(":")[0]) for i in order]
+    tf.saved_model.save(module, str(tmp_path / "yamnet_savedmodel"))
+    classifier = build_audioset_classifier(build_yamnet_trunk())
+    load_yamnet_weights(classifier, tmp_path / "yamnet_savedmodel")
+    for variable, want in zip(classifier.weights, file_tensors(layers)):
+        np.testing.assert_array_equal(variable.numpy(), want)

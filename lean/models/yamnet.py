@@ -158,6 +158,26 @@ def _read_keras2_h5(path: Path) -> list[tuple[str, list[tuple[str, np.ndarray]]]
     return layers
 
 
+def _saved_variables(root) -> list:
+    """Every variable reachable from a restored SavedModel object (restored objects need not
+    have `.variables`, so walk the trackable object graph)."""
+    import tensorflow as tf
+
+    found, seen, pending = {}, set(), [root]
+    while pending:
+        node = pending.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, tf.Variable):
+            found[id(node)] = node
+            continue
+        children = getattr(node, "_trackable_children", None)
+        if children is not None:
+            pending.extend(children().values())
+    return list(found.values())
+
+
 def _read_saved_model(path: Path) -> list[tuple[str, list[tuple[str, np.ndarray]]]]:
     """TF Hub YAMNet SavedModel variables, grouped per layer in the trunk's order."""
     import tensorflow as tf
@@ -167,7 +187,7 @@ def _read_saved_model(path: Path) -> list[tuple[str, list[tuple[str, np.ndarray]
     except Exception as error:  # the loader raises many types for a bad directory
         raise LeanError(f"{path}: not a loadable SavedModel ({error})") from None
     grouped: dict[str, list[tuple[str, np.ndarray]]] = {}
-    for variable in loaded.variables:
+    for variable in _saved_variables(loaded):
         name = variable.name.split(":")[0]
         layer_name, _, weight = name.rpartition("/")
         grouped.setdefault(layer_name, []).append((name, variable.numpy()))
