@@ -14,17 +14,22 @@ from lean.errors import LeanError
 # the frontend in float32 and quantize only the rest (int8 destroys log-mel values).
 FRONTEND_LAYER_NAME = "log_mel_frontend"
 
-# How the magnitude spectrum is computed, and why (float32 TFLite, LiteRT 2.3 + XNNPACK,
-# 1 thread, median of 200 runs on this 2-core AVX2 host; the frontend alone, one 1 s window;
-# benchmarks/suite/frontend_formulations.py measures them side by side):
-#   tf.signal.stft + abs (RFFT2D + COMPLEX_ABS builtins)   see the script's table
-#   full DFT matmul, window separate, 512-pad [96,512]x[512,514]  25.8M MACs
-#   window folded into a [400, 514] DFT matrix                   20.1M MACs
-#   window folded, only the 235 bins the mel matrix uses [400, 470] 18.0M MACs  <- used
-# Magnitudes do not depend on where the 400 samples sit inside the 512-point FFT frame (a
-# shift only changes phase), so the zero padding disappears. Bins at or below 125 Hz and at or
-# above 7500 Hz carry zero mel weight (31.25 Hz bin spacing), so only bins 5..239 are computed.
-# The measured numbers are in the docstring of `benchmarks/suite/frontend_formulations.py`.
+# How the magnitude spectrum is computed, and why. Measured with
+# benchmarks/suite/frontend_formulations.py: float32 TFLite, LiteRT 2.3 + XNNPACK, 1 thread,
+# median of 500 runs, the frontend alone on one 1 s window, this project's 2-core AVX2 host
+# (shared, so absolute numbers are noisy; the order held over repeated runs). All exact to
+# 2e-6 of each other and builtin ops only:
+#   tf.signal.stft + abs (RFFT2D + COMPLEX_ABS, outside XNNPACK)     0.64 ms   0.07 MB
+#   YAMNet's tflite_compatible DFT: 512-pad, 2 x [512, 257] matmuls   0.72 ms   1.13 MB
+#   Hann folded into one [400, 514] DFT matrix (20.1M MACs)          0.56 ms   0.89 MB
+#   folded, only bins 5..239: [400, 470] (18.0M MACs)  <- used        0.51 ms   0.82 MB
+#   the same as one strided CONV_2D (framing inside the conv)        0.65 ms   0.82 MB
+# The real FFT is the smallest file but slower: TFLite's RFFT2D and COMPLEX_ABS kernels alone
+# took 0.59 ms. Magnitudes do not depend on where the 400 samples sit inside the 512-point
+# frame (a shift only changes phase), so the zero padding disappears; bins at or below 125 Hz
+# and at or above 7500 Hz carry zero mel weight (31.25 Hz spacing), so only bins 5..239 are
+# computed. Frames come from static slices of the waveform viewed as [100, 160] hop blocks
+# (no GATHER), so the whole frontend is one XNNPACK partition.
 
 
 def hertz_to_mel(frequencies_hertz: np.ndarray) -> np.ndarray:
@@ -119,6 +124,9 @@ class LogMelFrontend(keras.layers.Layer):
 
     def __init__(self, frontend_config: FrontendConfig | dict | None = None, **kwargs):
         kwargs.setdefault("name", FRONTEND_LAYER_NAME)
+        # Always float32, also under a mixed-precision policy: float16 DFT sums lose the
+        # quiet bands that log(mel + 0.001) resolves.
+        kwargs["dtype"] = "float32"
         super().__init__(**kwargs)
         if isinstance(frontend_config, dict):
             frontend_config = FrontendConfig(**frontend_config)

@@ -38,7 +38,8 @@ def _yamnet_embedding(waveform, config: ModelConfig, load_pretrained: bool):
 def _classifier(features, config: ModelConfig):
     """Logistic head: features -> probabilities [B, num_classes] (sigmoid inside the model)."""
     logits = keras.layers.Dense(config.num_classes, name="logits")(features)
-    return keras.layers.Activation("sigmoid", name="probabilities")(logits)
+    # float32 even under mixed precision: the contract's output dtype.
+    return keras.layers.Activation("sigmoid", name="probabilities", dtype="float32")(logits)
 
 
 def _check_wave_encoder(config: ModelConfig, context: str) -> None:
