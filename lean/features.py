@@ -106,6 +106,10 @@ def _patch_frames(waveform, config: FrontendConfig):
     hop, window, count = config.hop_samples, config.window_samples, config.patch_frames
     whole_hops, remainder = divmod(window, hop)
     blocks_needed = count + whole_hops + (1 if remainder else 0) - 1
+    samples = waveform.shape[-1]
+    if samples is not None and samples < blocks_needed * hop:
+        # The last block is only partly read (its first `remainder` samples): zero-pad it.
+        waveform = tf.pad(waveform, [[0, 0], [0, blocks_needed * hop - samples]])
     blocks = tf.reshape(waveform[:, : blocks_needed * hop], [-1, blocks_needed, hop])
     # Each piece has shape [B, patch_frames, hop] (the last one [B, patch_frames, remainder]).
     pieces = [blocks[:, shift : shift + count, :] for shift in range(whole_hops)]
@@ -133,6 +137,15 @@ class LogMelFrontend(keras.layers.Layer):
         self.frontend_config = frontend_config or FrontendConfig()
         cfg = self.frontend_config
         self.min_samples = (cfg.patch_frames - 1) * cfg.hop_samples + cfg.window_samples
+
+    def build(self, input_shape):
+        samples = input_shape[-1]
+        if samples is not None and samples < self.min_samples:
+            raise LeanError(
+                f"{self.name}: {samples} samples per window, the {self.frontend_config.patch_frames}"
+                f"-frame log-mel patch needs at least {self.min_samples}"
+            )
+        super().build(input_shape)
 
     def call(self, waveform):
         # frames has shape [B, patch_frames, window_samples].

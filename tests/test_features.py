@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from lean.config import FrontendConfig
+from lean.errors import LeanError
 from lean.features import LogMelFrontend, mel_weight_matrix, waveform_to_log_mel
 
 SAMPLE_RATE = 16000
@@ -105,3 +106,11 @@ def test_layer_config_round_trip():
     clone = LogMelFrontend.from_config(layer.get_config())
     assert clone.frontend_config == config
     assert clone(np.zeros((2, 16000), np.float32)).shape == (2, 48, 32)
+
+
+def test_shortest_window_and_too_short_window():
+    waveform = np.random.default_rng(2).standard_normal((1, 15600)).astype(np.float32)
+    patch = LogMelFrontend()(waveform).numpy()[0]
+    np.testing.assert_allclose(patch, reference_log_mel(waveform[0].astype(np.float64)), atol=2e-3)
+    with pytest.raises(LeanError, match="15599 samples per window.*at least 15600"):
+        LogMelFrontend()(np.zeros((1, 15599), np.float32))
