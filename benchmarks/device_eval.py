@@ -153,6 +153,16 @@ class DeviceEvalJob:
             f"&& wc -c < windows.f32")
         return status == 0 and output.strip().isdigit() and int(output.strip()) == expected
 
+    def device_rows_growing(self, wait_s: float) -> bool:
+        """True when the device's scores.f32 grows within wait_s: a job from an earlier run is
+        still going, and a second start would write the same file twice."""
+        command = f"wc -c < {quote(self.remote_dir + '/scores.f32')} 2>/dev/null"
+        _, before = self.adb.shell(command)
+        time.sleep(wait_s)
+        _, after = self.adb.shell(command)
+        return before.strip().isdigit() and after.strip().isdigit() and \
+            int(after.strip()) > int(before.strip())
+
     def remove_device_folder(self) -> None:
         self.adb.shell(f"rm -rf {quote(self.remote_dir)}", timeout=120.0)
 
@@ -182,6 +192,8 @@ class DeviceEvalJob:
         return self.host_rows(num_classes)
 
     def start(self) -> str:
+        # A status left by an earlier attempt (an error, say) must not be read as this run's.
+        self.adb.shell(f"rm -f {quote(self.remote_dir + '/status.properties')}")
         status, output = self.adb.shell(f"am start -W -n {EVAL_ACTIVITY} --es job {self.job_id}")
         if status != 0 or re.search(r"^(Error|Exception)", output, re.MULTILINE):
             line = next((line for line in output.splitlines() if line.startswith(("Error", "Exception"))),
@@ -301,7 +313,9 @@ def run_device_eval(model: str, data_dir: str, split: str = "eval", serial: Opti
             if not job.device_has_inputs():
                 job.push_inputs(model_path, num_classes)
             status = job.device_status()
-            if status.get("state") != "done":
+            if status.get("state") == "running" and job.device_rows_growing(max(5.0, 3 * poll_s)):
+                say(f"{adb.serial}: the app is still scoring this job; following it")
+            elif status.get("state") != "done":
                 job.start()
             last_progress, last_done = time.monotonic(), done
             with tqdm(total=job.num_windows, initial=done, desc="device windows", unit="window",

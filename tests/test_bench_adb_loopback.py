@@ -171,11 +171,12 @@ def test_adb_eval_resumes_after_disconnect_and_matches_lean_eval(device, files, 
                             "--device-eval-dir", str(device.device_eval_root), "--json", str(out)]
     # First attempt: the stand-in app scores slowly and "unplugs" (kills adbd) after 8 windows.
     (device.state_dir / "eval_delay_s").write_text("0.15")
-    (device.state_dir / "disconnect_after").write_text("8")
+    (device.state_dir / "disconnect_after").write_text(f"8 {job_dir / 'scores.f32'}")
     interrupted = device.run(command, check=False)
-    assert interrupted.returncode == 2
+    assert interrupted.returncode == 2, interrupted.stderr
     last_line = interrupted.stderr.strip().splitlines()[-1]
-    assert "lost contact with device" in last_line and "windows are kept in" in last_line
+    assert "lost contact with device" in last_line and "windows are kept in" in last_line, \
+        interrupted.stderr
     kept_rows = (job_dir / "scores.f32").stat().st_size // (4 * 3)
     assert 0 < kept_rows <= 8
 
@@ -244,3 +245,35 @@ def test_adb_eval_device_error_is_quoted(device, files):
         f"lean-bench: error: {loopback.SECOND_SERIAL}: the evaluation job failed on the device: GPU "
         "delegate is not supported on this device; 0 of ")
     assert "delegate=gpu" in (device.work_dir / "gpu-job" / "job.properties").read_text()
+
+
+def test_adb_eval_follows_a_job_still_running_on_the_device(device, files):
+    """The host is interrupted (Ctrl-C) while the app keeps scoring: the rerun must follow that
+    job, not start a second one writing the same scores.f32."""
+    import signal
+    import time
+
+    second, data = files[1], files[3]
+    job_dir = device.work_dir / "follow-job"
+    command = LEAN_BENCH + ["adb-eval", str(second), "--data", str(data), "--serial",
+                            loopback.SERIAL, "--job-dir", str(job_dir), "--poll", "0.1",
+                            "--device-eval-dir", str(device.device_eval_root)]
+    starts_log = device.state_dir / "eval_starts.log"
+    starts_before = starts_log.read_text().split() if starts_log.exists() else []
+    (device.state_dir / "eval_delay_s").write_text("0.25")
+    try:
+        first_attempt = device.popen(command)
+        deadline = time.monotonic() + 60
+        while not (job_dir / "scores.f32").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        first_attempt.send_signal(signal.SIGINT)
+        _, error = first_attempt.communicate(timeout=30)
+        assert first_attempt.returncode == 130, error
+        (device.state_dir / "eval_delay_s").write_text("0.05")
+        result = device.run(command, check=False)
+    finally:
+        (device.state_dir / "eval_delay_s").write_text("0")
+    assert result.returncode == 0, result.stderr
+    assert "the app is still scoring this job; following it" in result.stderr
+    # One start only: the job the first attempt launched.
+    assert starts_log.read_text().split() == starts_before + ["0"]

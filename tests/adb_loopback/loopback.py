@@ -161,6 +161,11 @@ class LoopbackDevice:
                                f"{result.stdout}\n{result.stderr}")
         return result
 
+    def popen(self, command: list[str]) -> subprocess.Popen:
+        """Starts a command inside without waiting (output captured as text)."""
+        return subprocess.Popen(self._enter(command), env=self.env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, cwd=str(self.work_dir))
+
     def stop(self) -> None:
         if self._namespace is None:
             return

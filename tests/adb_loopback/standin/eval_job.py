@@ -65,7 +65,13 @@ with open(state / "eval_starts.log", "a") as log:
 
 delay_file, disconnect_file = state / "eval_delay_s", state / "disconnect_after"
 delay = float(delay_file.read_text()) if delay_file.exists() else 0.0
-disconnect_after = int(disconnect_file.read_text()) if disconnect_file.exists() else None
+# "K [HOST_SCORES]": unplug after K windows, once the host's copy (if named) holds a whole row,
+# so the test does not depend on how fast a loaded machine polls.
+disconnect_after, host_scores = None, None
+if disconnect_file.exists():
+    fields = disconnect_file.read_text().split()
+    disconnect_after = int(fields[0])
+    host_scores = Path(fields[1]) if len(fields) > 1 else None
 latencies = []
 status = {"state": "running", "windows_done": kept, "num_windows": num_windows,
           "num_classes": num_classes, "mean_latency_ms": "0"}
@@ -85,6 +91,10 @@ with open(scores_path, "ab") as handle:
             write_status(status)
         if disconnect_after is not None and index + 1 >= disconnect_after:
             write_status(status)
+            deadline = time.monotonic() + 60
+            while host_scores is not None and time.monotonic() < deadline and (
+                    not host_scores.exists() or host_scores.stat().st_size < row_bytes):
+                time.sleep(0.05)
             os.kill(int((state / "adbd.pid").read_text()), signal.SIGKILL)
             sys.exit(0)
         time.sleep(delay)
