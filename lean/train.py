@@ -288,7 +288,7 @@ def _index_splits(dataset, cache, config: RunConfig, run_dir: Path, progress: bo
     }
     atomic_write_text(run_dir / "data_summary.json", json.dumps(summary, indent=2) + "\n")
     atomic_write_text(
-        run_dir / "skipped_files.txt", "".join(f"{path}\t{reason}\n" for path, reason in skipped)
+        run_dir / "skipped_files.txt", "".join(f"{reason}\n" for _, reason in skipped)
     )
     if skipped:
         _log(f"skipped {len(skipped)} bad audio files, listed in {run_dir / 'skipped_files.txt'}")

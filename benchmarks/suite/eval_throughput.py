@@ -3,8 +3,8 @@
 The eval path (cached decoding, windowing, batched prediction, aggregation, metrics) should run
 at >= 80 % of the bare model's windows/s, i.e. decoding and windowing must not be the bottleneck.
 Both are measured in one process on the same windows, after one untimed warm-up of each (the
-cache is filled and the model traced first); each is timed `--repeats` times and the fastest
-run counts, which damps noise from other processes on shared machines.
+cache is filled and the model traced first); each is timed `--repeats` times, taking turns, and
+the fastest run counts, which damps noise from other processes on shared machines.
 
     python benchmarks/suite/eval_throughput.py [--data DIR] [--model RUN_DIR|MODEL.tflite]
         [--split eval] [--batch-size 256] [--repeats 3] [--json OUT.json|-]
@@ -46,13 +46,17 @@ def _random_lean_run(run_dir: Path, labels) -> Path:
     return run_dir
 
 
-def _fastest(function, repeats: int) -> tuple[float, object]:
-    best, result = float("inf"), None
+def _fastest_interleaved(functions: dict, repeats: int) -> tuple[dict, dict]:
+    """Times each function `repeats` times, taking turns so that all see the same machine load;
+    returns (fastest seconds, last result) per name."""
+    best = {name: float("inf") for name in functions}
+    results = {}
     for _ in range(repeats):
-        started = time.perf_counter()
-        result = function()
-        best = min(best, time.perf_counter() - started)
-    return best, result
+        for name, function in functions.items():
+            started = time.perf_counter()
+            results[name] = function()
+            best[name] = min(best[name], time.perf_counter() - started)
+    return best, results
 
 
 def measure(predictor, dataset, split: str, cache, repeats: int) -> dict:
@@ -72,15 +76,19 @@ def measure(predictor, dataset, split: str, cache, repeats: int) -> dict:
     ])
     assert len(windows) == warm["num_windows"], "pre-cut windows differ from the eval path's"
 
-    eval_seconds, report = _fastest(
-        lambda: evaluate(predictor, dataset, split, eval_config, cache=cache, progress=False),
-        repeats)
-    bare = {"predictor.predict": _fastest(lambda: predictor.predict(windows), repeats)[0]}
+    functions = {
+        "lean eval path": lambda: evaluate(predictor, dataset, split, eval_config, cache=cache,
+                                           progress=False),
+        "predictor.predict": lambda: predictor.predict(windows),
+    }
     if predictor.kind == "keras":
         batch = predictor.batch_size
         predictor.model.predict(windows[:batch], batch_size=batch, verbose=0)  # warm-up
-        bare["keras model.predict"] = _fastest(
-            lambda: predictor.model.predict(windows, batch_size=batch, verbose=0), repeats)[0]
+        functions["keras model.predict"] = lambda: predictor.model.predict(
+            windows, batch_size=batch, verbose=0)
+    seconds, results = _fastest_interleaved(functions, repeats)
+    eval_seconds, report = seconds.pop("lean eval path"), results["lean eval path"]
+    bare = seconds
     # The stricter baseline: whichever bare call was faster.
     bare_name = min(bare, key=bare.get)
     eval_rate = len(windows) / eval_seconds

@@ -41,7 +41,8 @@ class WindowIndex:
     clips: list[Clip]
     clip_of_window: np.ndarray  # int64 [num_windows], index into `clips`
     window_in_clip: np.ndarray  # int64 [num_windows]
-    skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
+    # (file, one-line error naming the file and the reason) of the clips that failed to decode.
+    skipped: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def num_windows(self) -> int:
