@@ -94,7 +94,7 @@ def build_yamnet_proj(config: ModelConfig, load_pretrained: bool = True) -> kera
 
 @register(
     "joint",
-    description="YAMNet projection + BiLSTM wave encoder (mean over time), concatenated (4.51M)",
+    description="projection + BiLSTM wave encoder mean over time, concatenated (paper: 4.51M)",
 )
 def build_joint(config: ModelConfig, load_pretrained: bool = True) -> keras.Model:
     return _build(config, load_pretrained, context="mean", project=True)
@@ -108,6 +108,6 @@ def build_joint_affinity(config: ModelConfig, load_pretrained: bool = True) -> k
     return _build(config, load_pretrained, context="affinity", project=True)
 
 
-@register("lean", description="LEAN: joint model with Bahdanau cross attention, d=128 (4.58M)")
+@register("lean", description="LEAN: joint model with Bahdanau cross attention (paper: 4.58M)")
 def build_lean(config: ModelConfig, load_pretrained: bool = True) -> keras.Model:
     return _build(config, load_pretrained, context="bahdanau", project=True)
