@@ -184,8 +184,8 @@ def test_run_directory_holds_everything(crash_resumed_run):
     summary = json.loads((run_dir / "data_summary.json").read_text())
     assert summary["classes"] == 4 and summary["skipped"] == 1
     assert summary["splits"]["train"]["clips"] == 25 and summary["splits"]["train"]["clips_used"] == 24
-    assert summary["splits"]["val"] == {"clips": 8, "clips_used": 8, "windows": summary["splits"]["val"]["windows"],
-                                        "skipped": 0}
+    val = summary["splits"]["val"]
+    assert (val["clips"], val["clips_used"], val["skipped"]) == (8, 8, 0) and val["windows"] >= 8
     skipped = (run_dir / "skipped_files.txt").read_text().splitlines()
     assert len(skipped) == 1 and "9999.wav" in skipped[0]
     assert any((run_dir / "tensorboard").rglob("events.out.tfevents*"))
