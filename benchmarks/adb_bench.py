@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import time
@@ -219,7 +220,7 @@ def run_adb_benchmarks(models: Sequence[str], options: AdbBenchOptions,
                                 "error": str(error)})
     return {
         "kind": "adb",
-        "options": {key: value for key, value in options.__dict__.items()},
+        "options": dataclasses.asdict(options),
         "devices": devices,
     }
 

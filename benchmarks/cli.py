@@ -10,6 +10,8 @@ from pathlib import Path
 from lean.cli import run_cli
 from lean.errors import LeanError
 
+BENCHMARK_MODEL_URL = ("https://storage.googleapis.com/tensorflow-nightly-public/prod/tensorflow/"
+                       "release/lite/tools/nightly/latest/android_aarch64_benchmark_model")
 EPILOG = """\
 Every report states where its numbers were measured: the host CPU model for `host`, the phone's
 model and SoC for `adb` and `adb-eval`. A device that is not a real phone (no ro.product.model,
@@ -81,10 +83,14 @@ def _adb(args) -> int:
 def _parse(args) -> int:
     from lean_bench.benchmark_log import parse_benchmark_log
 
-    path = Path(args.log)
-    if not path.is_file():
-        raise LeanError(f"{path}: no such log file")
-    log = parse_benchmark_log(path.read_text(errors="replace"))
+    if args.log == "-":
+        path, text = Path("<stdin>"), sys.stdin.read()
+    else:
+        path = Path(args.log)
+        if not path.is_file():
+            raise LeanError(f"{path}: no such log file")
+        text = path.read_text(errors="replace")
+    log = parse_benchmark_log(text)
     if args.json:
         print(json.dumps(log.to_dict(), indent=2))
     else:
@@ -154,7 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "the mAP through the `lean eval` code path. Ratios are relative to the first "
                     "model. These are host numbers, never phone numbers.")
     host.add_argument("models", nargs="+", metavar="MODEL.tflite")
-    host.add_argument("--threads", type=_int_list, default=[1], help="e.g. 1,2,4 (default 1)")
+    host.add_argument("--threads", type=_int_list, default=[1],
+                      help="comma-separated thread counts, e.g. 1,2,4 (default 1)")
     host.add_argument("--runs", type=_positive_int, default=100, help="timed runs (default 100)")
     host.add_argument("--warmup", type=int, default=10, help="untimed runs first (default 10)")
     host.add_argument("--data", help="FSD50K-format dataset folder: also compute mAP")
@@ -165,21 +172,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     adb = commands.add_parser(
         "adb", help="run the official benchmark_model on connected phones",
-        description="Pushes --benchmark-binary and the models to a per-run folder under "
-                    f"{DEVICE_TMP}, records device facts (model, SoC, ABI, SDK, CPU max "
-                    "frequencies, battery, thermal status), runs each model pinned to the big "
-                    "cores, waits for the phone to cool between models, parses the timings and "
-                    "cleans up. benchmark_model for 64-bit ARM phones: https://storage.googleapis"
-                    ".com/tensorflow-nightly-public/prod/tensorflow/release/lite/tools/nightly/"
-                    "latest/android_aarch64_benchmark_model (other ABIs: android_arm_..., "
-                    "android_x86_64_...; see the LiteRT performance measurement page).")
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=f"""\
+Pushes --benchmark-binary and the models to a per-run folder under {DEVICE_TMP},
+records device facts (model, SoC, ABI, SDK, CPU max frequencies, battery, thermal
+status), runs each model pinned to the big cores, waits for the phone to cool
+between models, parses the timings and removes what it pushed.
+
+benchmark_model for 64-bit ARM phones (arm64-v8a; other ABIs: android_arm_...,
+android_x86_64_...):
+  {BENCHMARK_MODEL_URL}""")
     adb.add_argument("models", nargs="+", metavar="MODEL.tflite")
     adb.add_argument("--benchmark-binary", required=True, metavar="PATH",
                      help="benchmark_model built for the phone's ABI")
     adb.add_argument("--serial", action="append", metavar="S",
                      help="device serial (repeatable; default: every authorized device)")
-    adb.add_argument("--threads", type=_int_list, default=[1, 4], help="default 1,4")
-    adb.add_argument("--delegate", choices=tuple(DELEGATE_FLAGS), default="xnnpack")
+    adb.add_argument("--threads", type=_int_list, default=[1, 4],
+                     help="comma-separated thread counts (default 1,4)")
+    adb.add_argument("--delegate", choices=tuple(DELEGATE_FLAGS), default="xnnpack",
+                     help="cpu = built-in kernels, xnnpack (default), gpu or nnapi")
     adb.add_argument("--cores", default="big",
                      help="big (fastest cores, by cpuinfo_max_freq, enough for the threads), all "
                           "(no pinning) or a hex affinity mask such as f0 (default big)")
@@ -204,7 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
         "parse", help="parse a saved benchmark_model log",
         description="Reads a benchmark_model log (old or new format) and prints its timings, "
                     "memory and op profile; exit status 1 when the log shows a failed run.")
-    parse.add_argument("log", metavar="LOG")
+    parse.add_argument("log", metavar="LOG", help="the saved output, or - for stdin")
     parse.add_argument("--json", action="store_true", help="print JSON instead of text")
     parse.set_defaults(func=_parse)
 

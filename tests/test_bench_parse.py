@@ -174,6 +174,18 @@ def test_parse_cli_json_and_exit_status(tmp_path, capsys):
     assert "no such log file" in capsys.readouterr().err
 
 
+def test_parse_cli_reads_stdin(monkeypatch, capsys):
+    import io
+
+    monkeypatch.setattr("sys.stdin", io.StringIO(old_format(ANDROID_LOG)))
+    assert cli.main(["parse", "-"]) == 0
+    text = capsys.readouterr().out
+    assert text.splitlines()[0].startswith("<stdin>: ok")
+    assert "inference avg (ms): 63.74" in text
+    assert "inference runs: count=1000 first=52.16 curr=49.78 min=49.09 max=686.11 avg=63.74 " \
+        "std=60.72" in text
+
+
 DEVICES = """List of devices attached
 R5CR10ABCDE            device usb:1-1 product:o1sxeea model:SM_G991B device:o1s transport_id:3
 My Phone 2             unauthorized usb:1-2 transport_id:4
