@@ -102,11 +102,16 @@ def write_history_csv(path: Path, history: list[dict]) -> None:
     atomic_write_text(path, buffer.getvalue())
 
 
+def _is_temporary(path: Path) -> bool:
+    """The hidden files of `lean.io.atomic_path` (and of `save_keras_atomic`'s staging)."""
+    return path.name.startswith(".") and path.name.endswith((".tmp", ".tmp.keras"))
+
+
 def _remove_leftover_temporaries(run_dir: Path) -> None:
     """A kill -9 inside an atomic write leaves its hidden temporary file; it is never read."""
     for folder in (run_dir, run_dir / CHECKPOINT_DIR):
         if folder.is_dir():
-            for leftover in list(folder.glob(".*.tmp")) + list(folder.glob(".*.tmp.keras")):
+            for leftover in filter(_is_temporary, list(folder.iterdir())):
                 leftover.unlink(missing_ok=True)
 
 
@@ -232,7 +237,8 @@ def _check_existing_run(run_dir: Path, config: RunConfig, labels_text: str,
     if run_dir.exists() and not run_dir.is_dir():
         raise LeanError(f"{run_dir}: is a file, not a run directory; choose another --out")
     if not (run_dir / "config.json").is_file():
-        if run_dir.is_dir() and any(run_dir.iterdir()):
+        # A kill inside the very first atomic write leaves only its hidden temporary file.
+        if run_dir.is_dir() and any(not _is_temporary(path) for path in run_dir.iterdir()):
             raise LeanError(f"{run_dir}: exists and is not a run directory; choose another --out")
         return None
     try:

@@ -333,3 +333,21 @@ def test_train_cli_user_errors_are_one_line(tmp_path, capsys):
         assert main(["train", "--data", str(data), *extra]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and message in err[0], err
+
+
+def test_a_kill_inside_the_first_write_does_not_block_the_rerun(tmp_path):
+    from lean.train import _check_existing_run, _remove_leftover_temporaries
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    leftover = run_dir / ".config.json.abc123.tmp"  # what atomic_path leaves after a kill -9
+    leftover.write_text("{")
+    assert _check_existing_run(run_dir, None, "", {}) is None  # a fresh start, not an error
+    (run_dir / "checkpoints").mkdir()
+    staging = run_dir / "checkpoints" / ".epoch-0001.keras.x1.tmp.keras"
+    staging.write_bytes(b"PK")
+    _remove_leftover_temporaries(run_dir)
+    assert not leftover.exists() and not staging.exists()
+    (run_dir / "notes.txt").write_text("mine")
+    with pytest.raises(LeanError, match="exists and is not a run directory"):
+        _check_existing_run(run_dir, None, "", {})
