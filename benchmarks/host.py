@@ -205,10 +205,30 @@ def format_host_report(report: dict) -> str:
         "",
         report_lib.format_table(headers, rows),
     ]
+    lines += _comparison_lines(report["rows"])
     if report.get("data"):
         lines.append(f"mAP: `lean eval` code path on {report['data']['dir']} split "
                      f"{report['data']['split']} (computed on this host).")
     return "\n".join(lines)
+
+
+def _comparison_lines(rows: list[dict]) -> list[str]:
+    """One sentence per other model: latency, size and mAP against the first model."""
+    if len({row["model"] for row in rows}) < 2:
+        return []
+    reference = rows[0]
+    lines = ["", f"Compared with {reference['model_name']}:"]
+    for row in rows:
+        if row["model"] == reference["model"]:
+            continue
+        text = (f"  {row['model_name']}, {row['threads']} thread(s): "
+                f"{row['median_ratio']:.2f}x median latency, {row['size_ratio']:.2f}x file size")
+        base = next(r for r in rows if r["model"] == reference["model"]
+                    and r["threads"] == row["threads"])
+        if row.get("mAP") is not None and base.get("mAP") is not None:
+            text += f", mAP {row['mAP'] - base['mAP']:+.4f}"
+        lines.append(text)
+    return lines
 
 
 def _worker_main(argv: list[str]) -> int:

@@ -85,6 +85,10 @@ def test_host_report_two_models_two_thread_counts(bench_files, tmp_path, capsys,
             if row["model"] == str(model):
                 assert row["mAP"] == pytest.approx(expected, abs=1e-6)
     assert f"{by_key[('large.tflite', 1)]['mAP']:.4f}" in text
+    large, small_row = by_key[("large.tflite", 2)], by_key[("small.tflite", 2)]
+    assert (f"  large.tflite, 2 thread(s): {large['median_ratio']:.2f}x median latency, "
+            f"{large['size_ratio']:.2f}x file size, mAP {large['mAP'] - small_row['mAP']:+.4f}"
+            ) in text.split("Compared with small.tflite:")[1]
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
