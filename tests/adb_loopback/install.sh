@@ -26,7 +26,7 @@ if ! command -v adb >/dev/null 2>&1; then
     command -v adb >/dev/null 2>&1 || { echo "apt-get install adb failed: see ${cache_dir}/apt-install.log" >&2; exit 3; }
 fi
 
-if [ ! -x "$(find "${root_dir}" -name adbd -type f 2>/dev/null | head -n1)" ]; then
+if [ ! -x "${adbd_bin}" ]; then
     # The same Debian mirror the system uses, suite bookworm-backports.
     mirror="$(grep -hvE '^[[:space:]]*#' /etc/apt/sources.list /etc/apt/sources.list.d/*.sources \
         /etc/apt/sources.list.d/*.list 2>/dev/null | grep -oE 'https?://[^ ]+/debian/?( |$)' \

@@ -37,6 +37,11 @@ def unavailable_reason() -> str | None:
     for tool in ("unshare", "nsenter", "ip"):
         if shutil.which(tool) is None:
             return f"`{tool}` is not installed"
+    # Containers without CAP_SYS_ADMIN refuse new namespaces even to root.
+    probe = subprocess.run(["unshare", "--net", "ip", "link", "set", "lo", "up"],
+                           capture_output=True, text=True, timeout=30)
+    if probe.returncode != 0:
+        return f"cannot create a network namespace here: {probe.stderr.strip()}"
     return None
 
 
