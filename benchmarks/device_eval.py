@@ -298,6 +298,7 @@ def run_device_eval(model: str, data_dir: str, split: str = "eval", serial: Opti
     job_path = Path(job_dir) if job_dir else _default_jobs_root() / job_id
     prepare_job_folder(model_path, data_path, split, job_path, job_id, threads, delegate,
                        eval_config)
+    bind_job_to_device(job_path, facts)
     reference = load_predictor(model_path)
     num_classes = reference.num_classes
     job = DeviceEvalJob(adb, job_path, job_id, device_root)
@@ -333,9 +334,7 @@ def run_device_eval(model: str, data_dir: str, split: str = "eval", serial: Opti
                         last_progress, last_done = time.monotonic(), done
                     elif time.monotonic() - last_progress > stall_timeout_s:
                         raise LeanError(f"{adb.serial}: no progress for {stall_timeout_s:.0f} s "
-                                        f"(state {status.get('state', 'unknown')}); {done} of "
-                                        f"{job.num_windows} windows kept in {job_path}; run the "
-                                        "same command again to continue")
+                                        f"(device state {status.get('state', 'unknown')})")
                     time.sleep(poll_s)
             if not status.get("mean_latency_ms"):
                 status = job.device_status()
@@ -373,6 +372,21 @@ def run_device_eval(model: str, data_dir: str, split: str = "eval", serial: Opti
         "delegate": delegate,
     })
     return report
+
+
+def bind_job_to_device(job_path: Path, facts) -> None:
+    """One job, one device: rows scored on two phones would make the report's place untrue."""
+    identity = {"serial": facts.serial, "model": facts.model, "soc": facts.soc,
+                "place": facts.place}
+    device_file = job_path / "device.json"
+    if device_file.exists():
+        scored_on = json.loads(device_file.read_text())
+        if {key: scored_on.get(key) for key in ("serial", "model", "soc")} != \
+                {key: identity[key] for key in ("serial", "model", "soc")}:
+            raise LeanError(f"{job_path}: this job was scored on {scored_on.get('place')}, not on "
+                            f"{facts.place}; use another --job-dir or delete that folder")
+    else:
+        atomic_write_text(device_file, json.dumps(identity, indent=2) + "\n")
 
 
 def _float_or_none(text: Optional[str]) -> Optional[float]:

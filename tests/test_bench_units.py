@@ -9,7 +9,9 @@ import pytest
 from lean.errors import LeanError
 from lean_bench.adb_bench import AdbBenchOptions, wait_to_cool
 from lean_bench.adb import Thermal
-from lean_bench.device_eval import DeviceEvalJob, DeviceScoresPredictor, default_job_id
+from lean_bench.adb import DeviceFacts
+from lean_bench.device_eval import (DeviceEvalJob, DeviceScoresPredictor, bind_job_to_device,
+                                    default_job_id)
 
 
 class ScriptedThermalAdb:
@@ -99,3 +101,15 @@ def test_job_id_depends_on_model_content_data_and_split(tmp_path):
     assert default_job_id(model, tmp_path, "val", 0.5) != first
     model.write_bytes(b"model-2")
     assert default_job_id(model, tmp_path, "eval", 0.5) != first
+
+
+def test_a_job_stays_with_the_device_that_scored_it(tmp_path):
+    def phone(serial, model):
+        return DeviceFacts(serial=serial, model=model, manufacturer="samsung", soc="exynos2100",
+                           abi="arm64-v8a", sdk=34, cpu_max_freq_khz={}, stand_in=None)
+
+    bind_job_to_device(tmp_path, phone("R5", "SM-G991B"))
+    bind_job_to_device(tmp_path, phone("R5", "SM-G991B"))  # the same phone again: fine
+    with pytest.raises(LeanError, match="this job was scored on samsung SM-G991B .*serial R5.*, "
+                                        "not on samsung SM-S911B"):
+        bind_job_to_device(tmp_path, phone("R7", "SM-S911B"))
