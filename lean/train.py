@@ -157,24 +157,6 @@ def _set_up_devices(train_config):
     return strategy, where
 
 
-def _float32_output(model):
-    """Under mixed precision the sigmoid and the loss must run in float32, not float16.
-
-    A weightless final layer (the family's sigmoid Activation) is rebuilt from its config with a
-    float32 dtype under the same name; any other head gets a float32 cast appended.
-    """
-    if model.outputs[0].dtype == "float32":
-        return model
-    last = model.layers[-1]
-    if not last.weights and len(last._inbound_nodes) == 1:
-        rebuilt = type(last).from_config({**last.get_config(), "dtype": "float32"})
-        return keras.Model(model.inputs, rebuilt(last.input), name=model.name)
-    outputs = keras.layers.Activation("linear", dtype="float32", name="probabilities_float32")(
-        model.outputs[0]
-    )
-    return keras.Model(model.inputs, outputs, name=model.name)
-
-
 def _compile(model, train_config, num_classes: int) -> None:
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=train_config.learning_rate),
@@ -319,7 +301,11 @@ def _fit(config: RunConfig, dataset, cache, indexes: dict, run_dir: Path, state:
             model = load_checkpoint(run_dir / CHECKPOINT_DIR / state["checkpoint"])
             _log(f"resuming {run_dir} after epoch {first_epoch} of {train_config.epochs}")
         else:
-            model = _float32_output(build_model(config.model))
+            model = build_model(config.model)
+            # The contract keeps the frontend and the output float32 under mixed precision.
+            if model.outputs[0].dtype != "float32":
+                raise LeanError(f"model {config.model.name} outputs {model.outputs[0].dtype}, "
+                                "not float32: its head breaks the family contract")
             _compile(model, train_config, dataset.num_classes)
             state = {"epoch": 0, "checkpoint": None, "best_score": None, "best_epoch": None,
                      "history": [], "completed": False, "options": options}

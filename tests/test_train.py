@@ -252,29 +252,32 @@ def test_atomic_keras_save_keeps_the_old_file_when_saving_fails(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best.keras"]
 
 
-def test_mixed_precision_keeps_the_final_sigmoid_and_loss_in_float32():
+def test_mixed_precision_training_step_and_resume_checkpoint(tmp_path):
+    """What a GPU run does (here on the CPU): mixed_float16, float32 frontend and output."""
     import keras
 
-    from lean.config import TrainConfig
-    from lean.train import _compile, _float32_output
+    from lean.config import ModelConfig, TrainConfig
+    from lean.models.registry import build_model
+    from lean.train import _compile, load_checkpoint, save_keras_atomic
 
     previous = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy("mixed_float16")
     try:
-        waveform = keras.Input((400,), name="waveform")
-        logits = keras.layers.Dense(3, name="logits")(keras.layers.Dense(8)(waveform))
-        model = keras.Model(waveform, keras.layers.Activation("sigmoid", name="probabilities")(logits))
-        assert model.outputs[0].dtype == "float16"
-        wrapped = _float32_output(model)
-        assert wrapped.outputs[0].dtype == "float32"
-        assert wrapped.layers[-1].name == "probabilities"
-        assert wrapped.layers[-1].dtype_policy.compute_dtype == "float32"
-        assert wrapped.get_layer("logits").dtype_policy.compute_dtype == "float16"
-        _compile(wrapped, TrainConfig(learning_rate=1e-2), 3)
-        x = np.random.default_rng(0).uniform(-1, 1, (16, 400)).astype(np.float32)
-        y = (x[:, :3] > 0).astype(np.float32)
-        losses = [float(wrapped.train_on_batch(x, y)[0]) for _ in range(5)]
-        assert all(np.isfinite(losses)) and losses[-1] < losses[0]
+        model = build_model(ModelConfig(name="lean", num_classes=3, lstm_units=8,
+                                        projection_units=16, attention_units=8))
+        policies = {layer.name: layer.dtype_policy.compute_dtype for layer in model.layers}
+        assert model.outputs[0].dtype == "float32" and policies["probabilities"] == "float32"
+        assert policies["logits"] == "float16"  # the body does run in float16
+        _compile(model, TrainConfig(learning_rate=1e-3), 3)
+        rng = np.random.default_rng(0)
+        x = rng.uniform(-0.3, 0.3, (8, SAMPLE_RATE)).astype(np.float32)
+        y = (rng.uniform(size=(8, 3)) > 0.5).astype(np.float32)
+        losses = [float(model.train_on_batch(x, y)[0]) for _ in range(3)]
+        assert all(np.isfinite(losses))
+        save_keras_atomic(model, tmp_path / "checkpoint.keras")
+        restored = load_checkpoint(tmp_path / "checkpoint.keras")
+        np.testing.assert_array_equal(np.asarray(restored(x)), np.asarray(model(x)))
+        assert int(restored.optimizer.iterations.numpy()) == 3  # loss-scaled Adam came back
     finally:
         keras.mixed_precision.set_global_policy(previous)
 
