@@ -129,7 +129,7 @@ def test_adb_lost_device_keeps_its_rows_and_the_other_devices(device, files):
     assert [row["model_name"] for row in lost["rows"]] == ["first.tflite"]
     assert lost["rows"][0]["log"]["ok"]
     assert f"{loopback.SERIAL}: stopped: " in result.stderr
-    assert f"device stopped: " in result.stdout
+    assert "device stopped: " in result.stdout
     assert kept["error"] is None and kept["device"]["serial"] == loopback.SECOND_SERIAL
     assert [row["log"]["ok"] for row in kept["rows"]] == [True, True]
 

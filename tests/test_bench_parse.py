@@ -8,7 +8,7 @@ import pytest
 
 from lean.errors import LeanError
 from lean_bench import adb, cli
-from lean_bench.adb_bench import Thermal, benchmark_command, hotter_than, AdbBenchOptions
+from lean_bench.adb_bench import AdbBenchOptions, Thermal, benchmark_command, hotter_than
 from lean_bench.benchmark_log import parse_benchmark_log
 from lean_bench.device_eval import format_properties, parse_properties
 

@@ -7,9 +7,8 @@ import numpy as np
 import pytest
 
 from lean.errors import LeanError
+from lean_bench.adb import DeviceFacts, Thermal
 from lean_bench.adb_bench import AdbBenchOptions, wait_to_cool
-from lean_bench.adb import Thermal
-from lean_bench.adb import DeviceFacts
 from lean_bench.device_eval import (DeviceEvalJob, DeviceScoresPredictor, bind_job_to_device,
                                     default_job_id)
 
