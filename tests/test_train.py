@@ -252,6 +252,7 @@ def test_atomic_keras_save_keeps_the_old_file_when_saving_fails(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best.keras"]
 
 
+@pytest.mark.slow
 def test_mixed_precision_training_step_and_resume_checkpoint(tmp_path):
     """What a GPU run does (here on the CPU): mixed_float16, float32 frontend and output."""
     import keras
@@ -270,14 +271,14 @@ def test_mixed_precision_training_step_and_resume_checkpoint(tmp_path):
         assert policies["logits"] == "float16"  # the body does run in float16
         _compile(model, TrainConfig(learning_rate=1e-3), 3)
         rng = np.random.default_rng(0)
-        x = rng.uniform(-0.3, 0.3, (8, SAMPLE_RATE)).astype(np.float32)
-        y = (rng.uniform(size=(8, 3)) > 0.5).astype(np.float32)
-        losses = [float(model.train_on_batch(x, y)[0]) for _ in range(3)]
+        x = rng.uniform(-0.3, 0.3, (4, SAMPLE_RATE)).astype(np.float32)
+        y = (rng.uniform(size=(4, 3)) > 0.5).astype(np.float32)
+        losses = [float(model.train_on_batch(x, y)[0]) for _ in range(2)]
         assert all(np.isfinite(losses))
         save_keras_atomic(model, tmp_path / "checkpoint.keras")
         restored = load_checkpoint(tmp_path / "checkpoint.keras")
         np.testing.assert_array_equal(np.asarray(restored(x)), np.asarray(model(x)))
-        assert int(restored.optimizer.iterations.numpy()) == 3  # loss-scaled Adam came back
+        assert int(restored.optimizer.iterations.numpy()) == 2  # loss-scaled Adam came back
     finally:
         keras.mixed_precision.set_global_policy(previous)
 
