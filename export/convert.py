@@ -22,12 +22,20 @@ INPUT_NAME = "waveform"
 MODES = ("int8", "dynamic_range", "float16", "float32")
 
 
+def _default_float_scopes(float_scopes: tuple[str, ...] | None) -> tuple[str, ...]:
+    if float_scopes is None:
+        from lean.features import FRONTEND_LAYER_NAME
+
+        return (FRONTEND_LAYER_NAME,)
+    return tuple(float_scopes)
+
+
 @dataclass(frozen=True)
 class QuantizationConfig:
     """How the converter quantizes; build it with a `create_*` constructor."""
 
     mode: str
-    # int8 only: layers whose name starts with one of these stay float (denylisted nodes).
+    # int8 and dynamic_range: layers whose name starts with one of these stay float.
     float_scopes: tuple[str, ...] = ()
 
     def __post_init__(self):
@@ -41,16 +49,16 @@ class QuantizationConfig:
         By default the log-mel frontend stays float: quantizing it destroys it (FACTS.md: int8
         max abs error 9.7 log-mel units).
         """
-        if float_scopes is None:
-            from lean.features import FRONTEND_LAYER_NAME
-
-            float_scopes = (FRONTEND_LAYER_NAME,)
-        return cls("int8", tuple(float_scopes))
+        return cls("int8", _default_float_scopes(float_scopes))
 
     @classmethod
-    def create_dynamic_range(cls) -> "QuantizationConfig":
-        """int8 weights, float activations (no calibration data needed)."""
-        return cls("dynamic_range")
+    def create_dynamic_range(cls, float_scopes: tuple[str, ...] | None = None) -> "QuantizationConfig":
+        """int8 weights, float activations (no calibration); `float_scopes` keep float weights.
+
+        By default the frontend's DFT and mel matrices stay float (FACTS.md: int8 weights there
+        cost 6.0 log-mel units).
+        """
+        return cls("dynamic_range", _default_float_scopes(float_scopes))
 
     @classmethod
     def create_float16(cls) -> "QuantizationConfig":
@@ -128,6 +136,41 @@ def _tensor_names(model_bytes: bytes) -> list[str]:
     return [graph.Tensors(i).Name().decode("utf-8") for i in range(graph.TensorsLength())]
 
 
+def _restore_float_weights(hybrid: bytes, float_model: bytes, scopes: tuple[str, ...]) -> tuple[bytes, list]:
+    """Puts the float32 weights back into the int8-weight tensors under `scopes`.
+
+    The converter has no per-layer switch for dynamic-range quantization; both conversions of
+    the same graph name their tensors alike, so the float copy supplies the original values.
+    A hybrid op whose weights are float again is an ordinary float op.
+    """
+    from ai_edge_litert import schema_py_generated as schema
+
+    from lean_export.metadata import pack_model
+
+    model = schema.ModelT.InitFromPackedBuf(bytearray(hybrid), 0)
+    reference = schema.ModelT.InitFromPackedBuf(bytearray(float_model), 0)
+    float_tensors = {t.name: t for t in reference.subgraphs[0].tensors}
+    names = [t.name.decode("utf-8") for t in model.subgraphs[0].tensors]
+    restored = []
+    for tensor, name in zip(model.subgraphs[0].tensors, names):
+        if tensor.type != schema.TensorType.INT8 or not float_node_names([name], scopes):
+            continue
+        original = float_tensors.get(tensor.name)
+        if original is None or original.type != schema.TensorType.FLOAT32:
+            raise LeanError(f"cannot restore float weights of {name}: no float32 tensor of that name")
+        # Give the tensor its own buffer: int8 buffers may be shared between tensors.
+        buffer = schema.BufferT()
+        buffer.data = reference.buffers[original.buffer].data
+        model.buffers.append(buffer)
+        tensor.buffer = len(model.buffers) - 1
+        tensor.type = schema.TensorType.FLOAT32
+        tensor.quantization = None
+        restored.append(name)
+    if not restored:
+        raise LeanError(f"no quantized weights found under {', '.join(scopes)} to keep float")
+    return pack_model(model), restored
+
+
 def _convert_in_this_process(model, quantization: QuantizationConfig, windows, progress) -> tuple[bytes, dict]:
     """Runs the TFLite converter here (call it from the child process only)."""
     import tensorflow as tf
@@ -135,7 +178,8 @@ def _convert_in_this_process(model, quantization: QuantizationConfig, windows, p
     _stage(f"converting to TFLite ({quantization.mode})")
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-    details: dict = {"float_nodes": []}
+    # float_nodes: int8 op outputs denylisted; float_weights: dynamic-range weights kept float.
+    details: dict = {"float_nodes": [], "float_weights": []}
     if quantization.mode == "float32":
         return converter.convert(), details
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -143,7 +187,14 @@ def _convert_in_this_process(model, quantization: QuantizationConfig, windows, p
         converter.target_spec.supported_types = [tf.float16]
         return converter.convert(), details
     if quantization.mode == "dynamic_range":
-        return converter.convert(), details
+        hybrid = converter.convert()
+        if not quantization.float_scopes:
+            return hybrid, details
+        converter.optimizations = []
+        _stage("converting a float32 copy to restore the float scopes' weights")
+        restored, details["float_weights"] = _restore_float_weights(hybrid, converter.convert(),
+                                                                  quantization.float_scopes)
+        return restored, details
 
     def representative_dataset():
         # A dict keyed by input name: with a list, inputs were matched alphabetically (FACTS.md).
@@ -199,7 +250,8 @@ def convert_model(
       timeout_s: give up after this many seconds (None: no limit).
 
     Returns:
-      (TFLite flatbuffer bytes, details) with details["float_nodes"]: the denylisted tensors.
+      (TFLite flatbuffer bytes, details) with details["float_nodes"] (int8: the denylisted op
+      outputs) and details["float_weights"] (dynamic_range: the weights kept float).
     """
     if quantization.needs_calibration:
         if calibration_windows is None or len(calibration_windows) == 0:

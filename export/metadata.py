@@ -200,6 +200,13 @@ class _AlignedBuilder(flatbuffers.Builder):
         return super().CreateNumpyVector(x)
 
 
+def pack_model(model) -> bytes:
+    """Serializes an unpacked `ModelT` (file identifier TFL3), weights 16-byte aligned."""
+    builder = _AlignedBuilder(1 << 20)
+    builder.Finish(model.Pack(builder), file_identifier=MODEL_FILE_IDENTIFIER)
+    return bytes(builder.Output())
+
+
 def add_metadata(model_bytes: bytes, info: AudioClassifierInfo) -> bytes:
     """Returns the model with the metadata buffer added and the associated files zipped onto it.
 
@@ -222,12 +229,9 @@ def add_metadata(model_bytes: bytes, info: AudioClassifierInfo) -> bytes:
     entry.name = METADATA_BUFFER_NAME
     entry.buffer = len(model.buffers) - 1
     model.metadata.append(entry)
-    builder = _AlignedBuilder(len(model_bytes) + len(metadata_bytes) + 1024)
-    builder.Finish(model.Pack(builder), file_identifier=MODEL_FILE_IDENTIFIER)
-
     # The TFLite metadata convention: associated files in an uncompressed zip after the flatbuffer.
     packed = io.BytesIO()
-    packed.write(bytes(builder.Output()))
+    packed.write(pack_model(model))
     with zipfile.ZipFile(packed, "a", compression=zipfile.ZIP_STORED) as archive:
         archive.writestr(LABELS_FILE, "\n".join(info.labels) + "\n")
         for extra in info.associated_files:

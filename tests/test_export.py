@@ -27,7 +27,7 @@ def tiny_run(tmp_path_factory):
 # --- fast: configuration, names, CLI errors (no TensorFlow) -----------------------------------
 
 def test_quantization_named_constructors():
-    assert QuantizationConfig.create_dynamic_range() == QuantizationConfig("dynamic_range")
+    assert QuantizationConfig.create_dynamic_range(()) == QuantizationConfig("dynamic_range")
     assert QuantizationConfig.create_float16().mode == "float16"
     assert QuantizationConfig.create_float32().needs_calibration is False
     int8 = QuantizationConfig.create_full_integer(("frontend_a", "frontend_b"))
@@ -37,10 +37,11 @@ def test_quantization_named_constructors():
         QuantizationConfig.from_mode("int4")
 
 
-def test_default_int8_keeps_the_model_frontend_float():
+def test_default_quantization_keeps_the_model_frontend_float():
     from lean.features import FRONTEND_LAYER_NAME
 
     assert QuantizationConfig.create_full_integer().float_scopes == (FRONTEND_LAYER_NAME,)
+    assert QuantizationConfig.create_dynamic_range().float_scopes == (FRONTEND_LAYER_NAME,)
 
 
 def test_float_node_names_match_layer_scopes_in_fused_names():
@@ -199,21 +200,50 @@ def test_failed_map_gate_keeps_report_and_previous_model(tiny_run, tmp_path):
 
 @pytest.mark.slow
 def test_weight_only_modes(tiny_run):
+    from ai_edge_litert.interpreter import Interpreter
+
     from lean.models.registry import export_ready_copy
     from lean.train import load_run
     from lean_export.convert import build_serving_model, convert_model
     from lean_export.verify import op_list
 
+    def weight_types(model_bytes, layer):
+        """dtype of the weights of each FULLY_CONNECTED op of one layer."""
+        return [op["inputs"][1] for op in op_list(model_bytes)
+                if op["op"] == "FULLY_CONNECTED" and f"/{layer}" in op["output_name"]]
+
+    def scores(model_bytes, windows):
+        interpreter = Interpreter(model_content=model_bytes)
+        interpreter.allocate_tensors()
+        (waveform,), (output,) = interpreter.get_input_details(), interpreter.get_output_details()
+        rows = []
+        for window in windows:
+            interpreter.set_tensor(waveform["index"], window[np.newaxis])
+            interpreter.invoke()
+            rows.append(interpreter.get_tensor(output["index"])[0].copy())
+        return np.stack(rows)
+
     run = load_run(tiny_run)
     serving = build_serving_model(export_ready_copy(run.model, run.config.model), 16000)
+    windows = 0.1 * np.random.default_rng(1).standard_normal((4, 16000)).astype(np.float32)
+    reference = serving.predict(windows, batch_size=1, verbose=0)
+
     half, _ = convert_model(serving, QuantizationConfig.create_float16())
-    conv = [op for op in op_list(half) if op["op"] == "CONV_2D"]
-    assert conv and conv[0]["inputs"] == ["float32", "float32", "float32"]
+    assert weight_types(half, "tiny_hidden") == ["float32"]
     assert any(op["op"] == "DEQUANTIZE" and op["inputs"] == ["float16"] for op in op_list(half))
-    dynamic, _ = convert_model(serving, QuantizationConfig.create_dynamic_range())
-    # Dynamic range: int8 weights (of tensors over 1024 values), float activations in and out.
-    hybrid = [op for op in op_list(dynamic) if op["op"] == "FULLY_CONNECTED" and op["inputs"][1] == "int8"]
-    assert hybrid and all(op["inputs"][0] == op["outputs"][0] == "float32" for op in hybrid)
+    assert np.abs(scores(half, windows) - reference).max() < 1e-2
+
+    # Dynamic range: int8 weights, float activations; the frontend's weights stay float.
+    dynamic, details = convert_model(serving, QuantizationConfig.create_dynamic_range())
+    assert weight_types(dynamic, "tiny_hidden") == ["int8"]
+    assert set(weight_types(dynamic, "log_mel_frontend")) == {"float32"}
+    assert details["float_weights"] and all("log_mel_frontend" in name for name in details["float_weights"])
+    plain, _ = convert_model(serving, QuantizationConfig.create_dynamic_range(()))
+    assert "int8" in weight_types(plain, "log_mel_frontend")
+    # Keeping the frontend float is what keeps the scores close to the float model.
+    kept_error = np.abs(scores(dynamic, windows) - reference).max()
+    plain_error = np.abs(scores(plain, windows) - reference).max()
+    assert kept_error < plain_error and kept_error < 0.05
 
 
 @pytest.mark.slow

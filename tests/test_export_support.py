@@ -24,15 +24,17 @@ def _register_tiny_model() -> None:
     if TINY_MODEL in model_names():
         return
 
-    @register(TINY_MODEL, description="test-only: log-mel frontend, one conv, logistic head")
+    @register(TINY_MODEL, description="test-only: log-mel frontend, one conv, one hidden layer, logistic head")
     def build_tiny(config, load_pretrained=True):
         waveform = keras.Input((config.window_samples,), batch_size=1 if config.export_ready else None,
                                name="waveform")
         # log_mel has shape [B, 96, 64].
         log_mel = LogMelFrontend(config.frontend)(waveform)
         x = keras.layers.Reshape((96, 64, 1), name="tiny_patch")(log_mel)
-        x = keras.layers.Conv2D(8, 5, strides=4, activation="relu", name="tiny_conv")(x)
+        x = keras.layers.Conv2D(16, 5, strides=4, activation="relu", name="tiny_conv")(x)
         x = keras.layers.GlobalAveragePooling2D(name="tiny_pool")(x)
+        # Over 1024 weights, so dynamic-range quantization has something to quantize here too.
+        x = keras.layers.Dense(96, activation="relu", name="tiny_hidden")(x)
         probabilities = keras.layers.Dense(config.num_classes, activation="sigmoid", name="tiny_head")(x)
         return keras.Model(waveform, probabilities, name=TINY_MODEL)
 
