@@ -178,7 +178,7 @@ def test_adb_eval_resumes_after_disconnect_and_matches_lean_eval(device, files, 
     assert "lost contact with device" in last_line and "windows are kept in" in last_line, \
         interrupted.stderr
     kept_rows = (job_dir / "scores.f32").stat().st_size // (4 * 3)
-    assert 0 < kept_rows <= 8
+    assert 0 < kept_rows <= 8, interrupted.stderr
 
     # The device loses its job folder too; the host's rows must be what the rerun continues from.
     shutil.rmtree(device.device_eval_root)
@@ -190,9 +190,9 @@ def test_adb_eval_resumes_after_disconnect_and_matches_lean_eval(device, files, 
     device.connect()
     resumed = device.run(command, check=False)
     assert resumed.returncode == 0, resumed.stderr
-    assert f"continuing, {kept_rows} of" in resumed.stderr
+    assert f"continuing, {kept_rows} of" in resumed.stderr, resumed.stderr
     starts = (device.state_dir / "eval_starts.log").read_text().split()
-    assert [int(start) for start in starts] == [0, kept_rows]
+    assert [int(start) for start in starts] == [0, kept_rows], (interrupted.stderr, resumed.stderr)
 
     # windows.f32 is exactly what `lean eval` cuts, in its order.
     dataset = load_dataset(data)
