@@ -92,7 +92,9 @@ def _parse(args) -> int:
         text = path.read_text(errors="replace")
     log = parse_benchmark_log(text)
     if args.json:
-        print(json.dumps(log.to_dict(), indent=2))
+        # A saved log does not name its device: say so rather than guess.
+        print(json.dumps({"source": str(path), "measured_on": "unknown: not recorded in the log",
+                          **log.to_dict()}, indent=2))
     else:
         print(_format_log(path, log))
     return 0 if log.ok else 1

@@ -167,6 +167,8 @@ def test_parse_cli_json_and_exit_status(tmp_path, capsys):
     assert cli.main(["parse", str(log_path), "--json"]) == 0
     parsed = json.loads(capsys.readouterr().out)
     assert parsed["inference"]["median_ms"] == pytest.approx(51.891)
+    assert parsed["source"] == str(log_path)
+    assert parsed["measured_on"] == "unknown: not recorded in the log"
     log_path.write_text(FAILURE_LOG)
     assert cli.main(["parse", str(log_path)]) == 1
     assert "Benchmarking failed" not in capsys.readouterr().out.splitlines()[0]
