@@ -68,11 +68,14 @@ class KerasPredictor(Predictor):
                 f"{path}: model has {output_classes} outputs but {len(self.labels)} labels"
             )
         self.model = model
+        # Traced once, here: tracing later, while decoding threads import modules, can trip
+        # CPython 3.11's AST recursion check; autograph is off since there is nothing to convert.
         self._forward = tf.function(
             lambda x: tf.cast(model(x, training=False), tf.float32),
             input_signature=[tf.TensorSpec([None, window_samples], tf.float32)],
-            reduce_retracing=True,
+            autograph=False,
         )
+        self._forward.get_concrete_function()
 
     def _predict_batch(self, batch: np.ndarray) -> np.ndarray:
         return self._forward(batch).numpy()
