@@ -22,14 +22,15 @@ FRONTEND_LAYER_NAME = "log_mel_frontend"
 #   tf.signal.stft + abs (RFFT2D + COMPLEX_ABS, outside XNNPACK)     0.64 ms   0.07 MB
 #   YAMNet's tflite_compatible DFT: 512-pad, 2 x [512, 257] matmuls   0.72 ms   1.13 MB
 #   Hann folded into one [400, 514] DFT matrix (20.1M MACs)          0.56 ms   0.89 MB
-#   folded, only bins 5..239: [400, 470] (18.0M MACs)  <- used        0.51 ms   0.82 MB
+#   folded, only bins 5..239: [400, 470] (18.0M MACs), frame op <- used 0.51 ms  0.82 MB
 #   the same as one strided CONV_2D (framing inside the conv)        0.65 ms   0.82 MB
 # The real FFT is the smallest file but slower: TFLite's RFFT2D and COMPLEX_ABS kernels alone
 # took 0.59 ms. Magnitudes do not depend on where the 400 samples sit inside the 512-point
 # frame (a shift only changes phase), so the zero padding disappears; bins at or below 125 Hz
 # and at or above 7500 Hz carry zero mel weight (31.25 Hz spacing), so only bins 5..239 are
-# computed. Frames come from static slices of the waveform viewed as [100, 160] hop blocks
-# (no GATHER), so the whole frontend is one XNNPACK partition.
+# computed. Framing: tf.signal.frame (a GATHER) and three static slices of the waveform viewed
+# as [98, 160] hop blocks ran equally fast, but with the slices the int8 converter left the
+# wave encoder's first input projection (2 x [400, 512], fed by the same waveform) in float32.
 
 
 def hertz_to_mel(frequencies_hertz: np.ndarray) -> np.ndarray:
@@ -96,26 +97,11 @@ def _log_mel_from_frames(frames, config: FrontendConfig):
 
 
 def _patch_frames(waveform, config: FrontendConfig):
-    """[B, samples] -> [B, patch_frames, window] frames, from static slices (no gather).
-
-    With YAMNet's 400/160 window/hop, a frame spans hop blocks k, k+1 and half of k+2, so
-    the frames are three shifted slices of the waveform viewed as [B, blocks, hop].
-    """
+    """[B, samples] -> [B, patch_frames, window] frames of the first patch."""
     import tensorflow as tf
 
-    hop, window, count = config.hop_samples, config.window_samples, config.patch_frames
-    whole_hops, remainder = divmod(window, hop)
-    blocks_needed = count + whole_hops + (1 if remainder else 0) - 1
-    samples = waveform.shape[-1]
-    if samples is not None and samples < blocks_needed * hop:
-        # The last block is only partly read (its first `remainder` samples): zero-pad it.
-        waveform = tf.pad(waveform, [[0, 0], [0, blocks_needed * hop - samples]])
-    blocks = tf.reshape(waveform[:, : blocks_needed * hop], [-1, blocks_needed, hop])
-    # Each piece has shape [B, patch_frames, hop] (the last one [B, patch_frames, remainder]).
-    pieces = [blocks[:, shift : shift + count, :] for shift in range(whole_hops)]
-    if remainder:
-        pieces.append(blocks[:, whole_hops : whole_hops + count, :remainder])
-    return tf.concat(pieces, axis=-1)
+    needed = (config.patch_frames - 1) * config.hop_samples + config.window_samples
+    return tf.signal.frame(waveform[:, :needed], config.window_samples, config.hop_samples)
 
 
 @keras.saving.register_keras_serializable(package="lean")
