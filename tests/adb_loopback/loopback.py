@@ -133,8 +133,14 @@ class LoopbackDevice:
             return False
 
     def connect(self, serial: str = SERIAL) -> None:
+        port = int(serial.rsplit(":", 1)[1])
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
+            process = self._adbds.get(port)
+            if process is not None and process.poll() is not None:
+                # adbd exited at start (its port still held by the one just killed): again.
+                self._adbds.pop(port)
+                self.start_adbd(port)
             self.run(["adb", "disconnect", serial], check=False)
             result = self.run(["adb", "connect", serial], check=False)
             devices = self.run(["adb", "devices"], check=False).stdout
