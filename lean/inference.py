@@ -39,7 +39,8 @@ class Predictor:
         windows = np.asarray(windows, dtype=np.float32)
         if windows.ndim != 2 or windows.shape[1] != self.window_samples:
             raise LeanError(
-                f"{self.path}: expected windows [N, {self.window_samples}], got {list(windows.shape)}"
+                f"{self.path}: expected windows [N, {self.window_samples}], "
+                f"got {list(windows.shape)}"
             )
         scores = np.empty((len(windows), self.num_classes), dtype=np.float32)
         for start in range(0, len(windows), self.batch_size):
@@ -113,7 +114,9 @@ class LiteRtPredictor(Predictor):
         super().__init__(path, labels, int(input_shape[-1]), DEFAULT_SAMPLE_RATE, batch_size)
         output_classes = int(self._output["shape"][-1])
         if output_classes != len(self.labels):
-            raise LeanError(f"{path}: model has {output_classes} outputs but {len(self.labels)} labels")
+            raise LeanError(
+                f"{path}: model has {output_classes} outputs but {len(self.labels)} labels"
+            )
         self.interpreter.allocate_tensors()
         self._allocated_batch = int(input_shape[0]) if self._rank == 2 else 1
 
@@ -155,7 +158,11 @@ class LiteRtPredictor(Predictor):
 
 def read_labels_file(path: Path) -> list[str]:
     """One label per line; blank lines are not labels."""
-    return [line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    return _label_lines(Path(path).read_text(encoding="utf-8"))
+
+
+def _label_lines(text: str) -> list[str]:
+    return [line.strip() for line in text.splitlines() if line.strip()]
 
 
 def tflite_labels(path: Path) -> list[str]:
@@ -174,15 +181,16 @@ def tflite_labels(path: Path) -> list[str]:
             chosen = _choose_labels_member(names)
             if chosen is None:
                 raise LeanError(
-                    f"{path}: no labels file among its metadata files ({', '.join(names) or 'none'});"
-                    f" put one label per line in {beside.name} beside it"
+                    f"{path}: no labels file among its metadata files "
+                    f"({', '.join(names) or 'none'}); put one label per line in {beside.name} "
+                    "beside it"
                 )
             text = archive.read(chosen).decode("utf-8")
     except zipfile.BadZipFile:
         raise LeanError(
             f"{path}: no labels (no metadata files appended and no {beside.name} beside it)"
         ) from None
-    return [line.strip() for line in text.splitlines() if line.strip()]
+    return _label_lines(text)
 
 
 def _choose_labels_member(names: list[str]) -> Optional[str]:
@@ -228,7 +236,8 @@ def load_predictor(path: str | Path, batch_size: int = DEFAULT_BATCH,
         if (path.parent / "config.json").is_file():
             from lean.config import RunConfig, load_json
 
-            sample_rate = load_json(RunConfig, path.parent / "config.json").model.frontend.sample_rate
+            config = load_json(RunConfig, path.parent / "config.json")
+            sample_rate = config.model.frontend.sample_rate
         return KerasPredictor(load_model(path), path, read_labels_file(labels_path), sample_rate,
                               batch_size=batch_size)
     raise LeanError(f"{path}: expected a run directory, a .keras or a .tflite file")

@@ -53,7 +53,8 @@ def plot_pr_curves(y_true: np.ndarray, y_score: np.ndarray, per_class: Sequence[
     for axis, (name, chosen) in zip(axes, panels):
         for ap, index in chosen:
             precision, recall, _ = precision_recall_curve(y_true[:, index], y_score[:, index])
-            axis.plot(recall, precision, drawstyle="steps-post", label=f"{per_class[index]['label']} (AP {ap:.3f})")
+            label = f"{per_class[index]['label']} (AP {ap:.3f})"
+            axis.plot(recall, precision, drawstyle="steps-post", label=label)
         axis.set(title=f"{len(chosen)} {name} classes by AP", xlabel="recall",
                  xlim=(0, 1), ylim=(0, 1.02))
         axis.grid(alpha=0.3)

@@ -43,9 +43,13 @@ def format_table(comparison: dict) -> str:
 
     a, b = comparison["a"], comparison["b"]
     n = comparison["classes_compared"]
+    def heading(name, evaluation):
+        score = "" if evaluation["mAP"] is None else f"  mAP {evaluation['mAP']:.4f}"
+        return f"{name}: {evaluation['model']} [{evaluation['split']}]{score}"
+
     lines = [
-        f"A: {a['model']} [{a['split']}]  mAP {a['mAP']:.4f}" if a["mAP"] is not None else f"A: {a['model']}",
-        f"B: {b['model']} [{b['split']}]  mAP {b['mAP']:.4f}" if b["mAP"] is not None else f"B: {b['model']}",
+        heading("A", a),
+        heading("B", b),
         "",
         f"classes compared (scored in both)       {n}",
         f"classes B improves over A               {comparison['improved']}",
@@ -56,8 +60,10 @@ def format_table(comparison: dict) -> str:
     for title, key in (("largest gains", "largest_gains"), ("largest losses", "largest_losses")):
         if comparison[key]:
             lines += ["", f"{title}:  AP A -> AP B  (relative)"]
-            lines += [f"  {row['label']:<32} {row['ap_a']:.3f} -> {row['ap_b']:.3f}  ({relative(row)})"
-                      for row in comparison[key]]
+            lines += [
+                f"  {row['label']:<32} {row['ap_a']:.3f} -> {row['ap_b']:.3f}  ({relative(row)})"
+                for row in comparison[key]
+            ]
     if comparison["only_in_a"] or comparison["only_in_b"]:
         lines += ["", f"not compared: {len(comparison['only_in_a'])} classes only in A, "
                       f"{len(comparison['only_in_b'])} only in B"]

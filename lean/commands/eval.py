@@ -40,7 +40,8 @@ def register(subparsers) -> None:
     parser.add_argument("--on-bad-audio", choices=("skip", "fail"), default="skip",
                         help="skip: count and list unreadable clips in the result; fail: stop")
     parser.add_argument("--cache-dir", type=Path, default=None,
-                        help="decoded-audio cache (default: $LEAN_CACHE_DIR or ~/.cache/lean/audio)")
+                        help="decoded-audio cache (default: $LEAN_CACHE_DIR, else "
+                        "~/.cache/lean/audio)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
 

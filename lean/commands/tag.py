@@ -73,7 +73,8 @@ def format_text(result: dict) -> str:
     if "windows" not in result:
         return f"{result['file']}: {labels(result['top'])}"
     lines = [f"{result['file']}: clip {labels(result['top'])}"]
-    lines += [f"  {window['start_s']:7.2f} s  {labels(window['top'])}" for window in result["windows"]]
+    lines += [f"  {window['start_s']:7.2f} s  {labels(window['top'])}"
+              for window in result["windows"]]
     return "\n".join(lines)
 
 

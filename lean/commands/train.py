@@ -63,7 +63,8 @@ def register(subparsers) -> None:
     parser.add_argument("--max-windows-per-epoch", type=_positive_int, default=None,
                         help="train each epoch on this many shuffled windows instead of all")
     parser.add_argument("--cache-dir", type=Path, default=None,
-                        help="decoded-audio cache (default: $LEAN_CACHE_DIR or ~/.cache/lean/audio)")
+                        help="decoded-audio cache (default: $LEAN_CACHE_DIR, else "
+                        "~/.cache/lean/audio)")
     parser.add_argument("--json", action="store_true",
                         help="print the final training state as JSON on stdout")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")

@@ -1,4 +1,4 @@
-"""tf.data pipelines of 1 s training windows, each with its clip's multi-hot labels, from the cache."""
+"""tf.data pipelines of 1 s training windows with their clip's multi-hot labels, from the cache."""
 
 from __future__ import annotations
 
