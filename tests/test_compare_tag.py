@@ -38,7 +38,8 @@ def test_compare_counts_relative_improvements(tmp_path, capsys):
     assert [row["label"] for row in result["largest_gains"]] == ["c", "d", "b", "a"]
     assert result["largest_gains"][0]["relative"] == pytest.approx(0.5)
     assert result["largest_gains"][1]["relative"] is None
-    assert [(row["label"], row["relative"]) for row in result["largest_losses"]] == [("e", pytest.approx(-0.5))]
+    losses = [(row["label"], row["relative"]) for row in result["largest_losses"]]
+    assert losses == [("e", pytest.approx(-0.5))]
     assert result["mAP_a_shared"] == pytest.approx(np.mean([0.5, 0.4, 0.2, 0.0, 0.6, 0.3]))
 
     assert main(["compare", *map(str, paths)]) == 0
@@ -120,4 +121,5 @@ def test_tag_reports_a_bad_file_in_one_line_and_tags_the_others(tagging, capsys)
     assert len(errors) == 1 and str(files["bad"]) in errors[0]
     lines = captured.out.splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"{files['short']}: ")
-    assert sorted(label.rsplit(" ", 1)[0] for label in lines[0].split(": ", 1)[1].split(", ")) == sorted(LABELS)
+    scored = lines[0].split(": ", 1)[1].split(", ")
+    assert sorted(entry.rsplit(" ", 1)[0] for entry in scored) == sorted(LABELS)

@@ -179,11 +179,13 @@ def test_run_directory_holds_everything(crash_resumed_run):
     config = load_json(RunConfig, run_dir / "config.json")
     assert config.model.name == "lean" and config.model.num_classes == len(TONE_LABELS)
     assert config.model.yamnet_weights is None
-    assert (config.train.epochs, config.train.batch_size, config.train.learning_rate) == (EPOCHS, 8, 1e-3)
+    train_config = config.train
+    assert (train_config.epochs, train_config.batch_size, train_config.learning_rate) == (
+        EPOCHS, 8, 1e-3)
     assert (run_dir / "labels.txt").read_text().splitlines() == list(TONE_LABELS)
     summary = json.loads((run_dir / "data_summary.json").read_text())
     assert summary["classes"] == 4 and summary["skipped"] == 1
-    assert summary["splits"]["train"]["clips"] == 25 and summary["splits"]["train"]["clips_used"] == 24
+    assert (summary["splits"]["train"]["clips"], summary["splits"]["train"]["clips_used"]) == (25, 24)
     val = summary["splits"]["val"]
     assert (val["clips"], val["clips_used"], val["skipped"]) == (8, 8, 0) and val["windows"] >= 8
     skipped = (run_dir / "skipped_files.txt").read_text().splitlines()
