@@ -207,7 +207,8 @@ def test_short_training_beats_chance_on_held_out_clips(crash_resumed_run):
     # A random scorer's expected AP is the class's positive rate.
     chance = float(dataset.label_matrix(dataset.clips("eval")).mean(axis=0).mean())
     assert report["num_clips"] == 16
-    assert report["mAP"] > chance + 0.2, (report["mAP"], chance)
+    # Measured here: mAP 0.60 after 4 epochs against a chance level of 0.30.
+    assert report["mAP"] > 1.5 * chance, (report["mAP"], chance)
 
 
 def test_changed_settings_refuse_to_resume(tmp_path):
