@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from lean.cli import run_cli
 
@@ -49,6 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
     modes.add_argument("--float32", dest="mode", action="store_const", const="float32",
                        help="no quantization")
     parser.set_defaults(mode="int8")
+    parser.add_argument("--int8-all", action="store_true",
+                        help="with --int8, quantize everything after the frontend; by default layers "
+                             "with a softmax (attention) and the output head stay float, because int8 "
+                             "steps of 1/256 there cost mAP (see the report)")
     parser.add_argument("--data", metavar="DIR", default=None,
                         help="dataset in the FSD50K layout (default: the run's data_dir)")
     parser.add_argument("--calibration-windows", type=int, default=DEFAULT_CALIBRATION_WINDOWS, metavar="N",
@@ -68,10 +73,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from lean_export.export import export_run
+    import dataclasses
 
+    from lean_export.convert import QuantizationConfig
+    from lean_export.export import check_run_dir, export_run
+
+    check_run_dir(Path(args.run_dir))  # before the quantization config imports TensorFlow
+    quantization = QuantizationConfig.from_mode(args.mode)
+    if args.int8_all:
+        quantization = dataclasses.replace(quantization, float_softmax_layers=False, float_output_head=False)
     report = export_run(
-        args.run_dir, args.output, quantization=args.mode, data_dir=args.data,
+        args.run_dir, args.output, quantization=quantization, data_dir=args.data,
         calibration_count=args.calibration_windows, max_map_drop=args.max_map_drop,
         held_out_count=args.held_out_windows, author=args.author, license_name=args.license,
         score_threshold=args.score_threshold, progress=not args.quiet,

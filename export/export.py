@@ -340,7 +340,9 @@ def _verify(staged: Path, output: Path, run_dir: Path, config, quantization, det
         "run_dir": str(run_dir),
         "model_name": config.model.name,
         "quantization": quantization.mode,
-        "float_scopes": list(quantization.float_scopes),
+        # Layers kept float: named scopes (the frontend), then int8's softmax layers (attention).
+        "float_layers": list(quantization.float_scopes) + details.get("float_layers", []),
+        "float_head": details.get("float_head", []),
         "file_size_bytes": len(model_bytes),
         "file_size_mb": len(model_bytes) / 1e6,
         "op_count": len(ops),

@@ -24,7 +24,7 @@ def _enum_names(enum_class) -> dict[int, str]:
 
 
 def op_list(model_bytes: bytes) -> list[dict]:
-    """Every op of the main subgraph in execution order: type, input/output dtypes, output name."""
+    """Every op of the main subgraph in execution order: type, dtypes, output name, tensor indices."""
     from ai_edge_litert import schema_py_generated as schema
 
     op_names = _enum_names(schema.BuiltinOperator)
@@ -47,7 +47,9 @@ def op_list(model_bytes: bytes) -> list[dict]:
         inputs = [dtype(op.Inputs(j)) for j in range(op.InputsLength())]
         outputs = [dtype(op.Outputs(j)) for j in range(op.OutputsLength())]
         output_name = graph.Tensors(op.Outputs(0)).Name().decode("utf-8") if op.OutputsLength() else ""
-        ops.append({"op": name, "inputs": inputs, "outputs": outputs, "output_name": output_name})
+        ops.append({"op": name, "inputs": inputs, "outputs": outputs, "output_name": output_name,
+                    "input_indices": [op.Inputs(j) for j in range(op.InputsLength())],
+                    "output_indices": [op.Outputs(j) for j in range(op.OutputsLength())]})
     return ops
 
 
@@ -187,7 +189,9 @@ def render_markdown(report: dict) -> str:
         f"| quantization | {report.get('quantization')} |",
         f"| file size | {report['file_size_bytes']:,} bytes ({report['file_size_mb']:.3f} MB) |",
         f"| ops | {report.get('op_count')} |",
-        f"| float ops after the frontend | {len(report.get('float_ops_after_frontend', []))} |",
+        f"| layers kept float | {', '.join(report.get('float_layers', [])) or 'none'} |",
+        f"| output head kept float | {len(report.get('float_head', []))} ops |",
+        f"| other float ops | {len(report.get('float_ops_after_frontend', []))} |",
         f"| conversion | {_number(report.get('conversion_seconds'), 1)} s |",
         "",
     ]

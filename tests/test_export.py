@@ -116,6 +116,8 @@ def test_cli_help_does_not_import_tensorflow():
 def test_int8_export_passes_and_keeps_io_float(int8_export):
     from ai_edge_litert.interpreter import Interpreter
 
+    from lean_export.verify import op_list
+
     path, report = int8_export
     assert report["passed"] and report["failures"] == []
     assert path.stat().st_size == report["file_size_bytes"]
@@ -123,9 +125,14 @@ def test_int8_export_passes_and_keeps_io_float(int8_export):
     (waveform,), (scores,) = interpreter.get_input_details(), interpreter.get_output_details()
     assert waveform["dtype"] == np.float32 and list(waveform["shape"]) == [1, 16000]
     assert scores["dtype"] == np.float32 and list(scores["shape"]) == [1, 13]
-    # The frontend computes in float, the conv body in int8, and nothing else is float.
+    # The frontend and the output head (logits Dense + sigmoid) compute in float, the body in
+    # int8, and nothing else is float.
     rows = {(row["op"], row["outputs"]) for row in report["ops"]}
-    assert {("LOG", "float32"), ("SQRT", "float32"), ("CONV_2D", "int8"), ("LOGISTIC", "int8")} <= rows
+    assert {("LOG", "float32"), ("SQRT", "float32"), ("CONV_2D", "int8"), ("LOGISTIC", "float32")} <= rows
+    # [sigmoid (named after the graph output), logits Dense].
+    assert len(report["float_head"]) == 2 and "/tiny_head" in report["float_head"][1]
+    hidden = [op for op in op_list(path.read_bytes()) if "/tiny_hidden" in op["output_name"]]
+    assert [op["outputs"] for op in hidden] == [["int8"]]
     assert report["float_ops_after_frontend"] == []
     assert sum(row["count"] for row in report["ops"]) == report["op_count"]
     latency = report["latency"]
@@ -260,3 +267,31 @@ def test_converter_crash_becomes_a_clear_error():
     windows = np.random.default_rng(0).standard_normal((4, 16000)).astype(np.float32)
     with pytest.raises(LeanError, match=r"converter crashed \(SIGSEGV\) while calibrating"):
         convert_model(model, QuantizationConfig.create_full_integer(()), windows)
+
+
+@pytest.mark.slow
+def test_softmax_layers_stay_float_in_int8():
+    import keras
+
+    from lean_export.convert import build_serving_model, convert_model
+    from lean_export.verify import op_list
+
+    # An attention-like block: a nested model named "context" holding the softmax.
+    frames = keras.Input((40, 16), batch_size=1)
+    weights = keras.layers.Softmax(axis=1)(keras.layers.Dense(1)(frames))
+    context = keras.Model(frames, keras.ops.sum(weights * frames, axis=1), name="context")
+    waveform = keras.Input((640,), batch_size=1, name="waveform")
+    hidden = keras.layers.Dense(16, activation="tanh")(keras.layers.Reshape((40, 16))(waveform))
+    classifier = keras.Model(waveform, keras.layers.Dense(3, activation="sigmoid")(context(hidden)))
+    model = build_serving_model(classifier, 640)
+    windows = np.random.default_rng(0).standard_normal((8, 640)).astype(np.float32)
+
+    def softmax_dtypes(quantization):
+        model_bytes, details = convert_model(model, quantization, windows)
+        ops = op_list(model_bytes)
+        assert any(op["op"] == "FULLY_CONNECTED" and op["outputs"] == ["int8"] for op in ops)
+        return [op["outputs"][0] for op in ops if op["op"] == "SOFTMAX"], details
+
+    kept, details = softmax_dtypes(QuantizationConfig.create_full_integer(()))
+    # The path is serving graph / model / layer, with Keras's "_1" call suffixes.
+    assert kept == ["float32"] and [path.split("/")[2] for path in details["float_layers"]] == ["context_1"]
