@@ -168,14 +168,12 @@ def output_head_names(model_bytes: bytes) -> list[str]:
     For a classifier that is [sigmoid, logits Dense]; empty when no weighted op feeds the output
     through single-input ops.
     """
-    from lean_export.verify import op_list
-
-    ops = op_list(model_bytes)
-    producer = {op["output_indices"][0]: op for op in ops if op["output_indices"]}
     from ai_edge_litert import schema_py_generated as schema
 
-    graph = schema.Model.GetRootAs(model_bytes, 0).Subgraphs(0)
-    tensor, names = graph.Outputs(0), []
+    from lean_export.verify import op_list
+
+    producer = {op["output_indices"][0]: op for op in op_list(model_bytes) if op["output_indices"]}
+    tensor, names = schema.Model.GetRootAs(model_bytes, 0).Subgraphs(0).Outputs(0), []
     while tensor in producer:
         op = producer[tensor]
         names.append(op["output_name"])
