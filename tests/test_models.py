@@ -28,6 +28,15 @@ def _trainable(model) -> int:
     return sum(int(np.prod(w.shape)) for w in model.trainable_weights)
 
 
+@pytest.fixture(autouse=True)
+def family_only(monkeypatch):
+    """Hide what other test modules registered (the export tests' tiny model) from these tests."""
+    import lean.models  # noqa: F401  (registers the family)
+
+    for name in [name for name in registry._REGISTRY if name not in PAPER_PARAMS]:
+        monkeypatch.delitem(registry._REGISTRY, name)
+
+
 @pytest.fixture(scope="module")
 def waveforms():
     rng = np.random.default_rng(0)
