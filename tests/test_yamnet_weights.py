@@ -179,3 +179,23 @@ def test_saved_model_directory_with_official_variable_names(tmp_path):
     load_yamnet_weights(classifier, tmp_path / "yamnet_savedmodel")
     for variable, want in zip(classifier.weights, file_tensors(layers)):
         np.testing.assert_array_equal(variable.numpy(), want)
+
+
+def test_random_trunk_embedding_neither_vanishes_nor_explodes():
+    """Without official weights the frozen trunk must still pass a usable signal to the head."""
+    from lean.features import LogMelFrontend
+    from lean.models.yamnet import build_yamnet_trunk
+
+    rng = np.random.default_rng(3)
+    t = np.arange(16000) / 16000.0
+    waveforms = np.stack([
+        0.3 * np.sin(2 * np.pi * 440.0 * t),
+        0.1 * rng.standard_normal(16000),
+        0.3 * np.sign(np.sin(2 * np.pi * 3.0 * t)) * rng.standard_normal(16000),
+        0.2 * np.sin(2 * np.pi * (200.0 + 3000.0 * t) * t),
+    ]).astype(np.float32)
+    log_mel = LogMelFrontend(ModelConfig().frontend)(waveforms)
+    embedding = np.asarray(build_yamnet_trunk()(log_mel))
+    # Keras's default initialisers shrank this to ~1e-17 through the 14 layers.
+    assert 1e-2 < np.abs(embedding).mean() < 1e2
+    assert embedding.std(axis=0).mean() > 1e-2 * np.abs(embedding).mean()
