@@ -26,9 +26,17 @@ mkdir -p "$OUT"
 echo "== 1/6 demo dataset"
 lean data demo "$OUT/data" --seed 0
 
-echo "== 2/6 train LEAN and the YAMNet-only baseline ($EPOCHS epochs each, CPU)"
-lean train --data "$OUT/data" --out "$OUT/run_lean" --model lean --epochs "$EPOCHS" --batch-size 32 --lr 1e-3
-lean train --data "$OUT/data" --out "$OUT/run_yamnet" --model yamnet --epochs "$EPOCHS" --batch-size 32 --lr 1e-3
+# With the official yamnet.h5 (YAMNET_WEIGHTS=path) the trunk stays frozen, as in the paper.
+# Without it (nothing can be downloaded here) a frozen random trunk is useless, so the quickstart
+# fine-tunes the trunk too.
+if [ -n "${YAMNET_WEIGHTS:-}" ]; then
+    trunk=(--yamnet-weights "$YAMNET_WEIGHTS")
+else
+    trunk=(--finetune-yamnet)
+fi
+echo "== 2/6 train LEAN and the YAMNet-only baseline ($EPOCHS epochs each, CPU, ${trunk[*]})"
+lean train --data "$OUT/data" --out "$OUT/run_lean" --model lean --epochs "$EPOCHS" --batch-size 32 --lr 1e-3 "${trunk[@]}"
+lean train --data "$OUT/data" --out "$OUT/run_yamnet" --model yamnet --epochs "$EPOCHS" --batch-size 32 --lr 1e-3 "${trunk[@]}"
 
 echo "== 3/6 evaluate on the eval split"
 lean eval "$OUT/run_yamnet" --data "$OUT/data" --split eval --json "$OUT/eval_yamnet.json"
