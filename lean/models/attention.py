@@ -6,11 +6,27 @@ import keras
 from keras import ops
 
 
-def _attend(scores, values):
-    """scores [B, T], values [B, T, D] -> (context [B, D], weights [B, T]); softmax over T."""
-    weights = ops.softmax(scores, axis=-1)
-    context = ops.sum(ops.expand_dims(weights, -1) * values, axis=1)
-    return context, weights
+class CrossAttention(keras.layers.Layer):
+    """Base of the cross attentions: subclasses define `scores`; softmax over T and the weighted
+    sum are shared. Inputs: query [B, Dq], values h [B, T, D]. Output: context C [B, D]."""
+
+    def scores(self, query, values):
+        """Unnormalised attention scores [B, T]."""
+        raise NotImplementedError
+
+    def attention(self, query, values):
+        """(context [B, D], weights [B, T]); the weights are a softmax over T."""
+        weights = ops.softmax(self.scores(query, values), axis=-1)
+        context = ops.sum(ops.expand_dims(weights, -1) * values, axis=1)
+        return context, weights
+
+    def call(self, inputs):
+        query, values = inputs
+        return self.attention(query, values)[0]
+
+    def compute_output_shape(self, input_shape):
+        query_shape, values_shape = input_shape
+        return (query_shape[0], values_shape[-1])
 
 
 @keras.saving.register_keras_serializable(package="lean")
@@ -25,7 +41,7 @@ class MeanPooling(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="lean")
-class AffinityAttention(keras.layers.Layer):
+class AffinityAttention(CrossAttention):
     """Parameter-free affinity attention: A = softmax_t(tanh(q . h_t)), C = sum_t A_t h_t.
 
     Inputs: query q [B, D] (E_yam), values h [B, T, D] (wave encoder). Output: C [B, D].
@@ -35,21 +51,10 @@ class AffinityAttention(keras.layers.Layer):
         """Unnormalised attention scores [B, T]."""
         return ops.tanh(ops.sum(ops.expand_dims(query, 1) * values, axis=-1))
 
-    def attention(self, query, values):
-        """(context [B, D], weights [B, T])."""
-        return _attend(self.scores(query, values), values)
-
-    def call(self, inputs):
-        query, values = inputs
-        return self.attention(query, values)[0]
-
-    def compute_output_shape(self, input_shape):
-        query_shape, values_shape = input_shape
-        return (query_shape[0], values_shape[-1])
 
 
 @keras.saving.register_keras_serializable(package="lean")
-class BahdanauAttention(keras.layers.Layer):
+class BahdanauAttention(CrossAttention):
     """Additive (Bahdanau) cross attention, LEAN's: Q = q Wq + bq, K = h Wk + bk (width d),
     V = tanh(Q + K) Wv + bv, A = softmax over t of V, C = sum_t A_t h_t.
 
@@ -77,20 +82,8 @@ class BahdanauAttention(keras.layers.Layer):
         energy = ops.matmul(ops.tanh(q_proj + k_proj), self.score_kernel) + self.score_bias
         return ops.squeeze(energy, -1)
 
-    def attention(self, query, values):
-        """(context [B, Dk], weights [B, T])."""
-        return _attend(self.scores(query, values), values)
-
-    def call(self, inputs):
-        query, values = inputs
-        return self.attention(query, values)[0]
-
-    def compute_output_shape(self, input_shape):
-        query_shape, values_shape = input_shape
-        return (query_shape[0], values_shape[-1])
-
     def get_config(self):
         return {**super().get_config(), "units": self.units}
 
 
-__all__ = ["AffinityAttention", "BahdanauAttention", "MeanPooling"]
+__all__ = ["AffinityAttention", "BahdanauAttention", "CrossAttention", "MeanPooling"]
