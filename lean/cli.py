@@ -26,8 +26,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def quiet_tensorflow() -> None:
-    """TensorFlow's C++ start-up chatter hides our own output; keep errors only."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    """TensorFlow's C++ start-up chatter hides our own output; keep errors only.
+
+    Without an NVIDIA driver, TensorFlow's GPU build logs a failed cuInit at every start, as
+    an error; there it keeps fatal messages only (Python exceptions still surface).
+    """
+    no_gpu_driver = not os.path.exists("/proc/driver/nvidia/version")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3" if no_gpu_driver else "2")
 
 
 def run_cli(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
