@@ -27,14 +27,16 @@ class UnrolledBiLSTM(keras.layers.Layer):
 
     Measured (benchmarks/suite/wave_encoder_variants.py: the 2-layer wave encoder alone, int8,
     LiteRT 1 thread, interleaved rounds on the shared 2-core host; ratios to the previous
-    per-direction layer, 2,233 ops): per-direction with SPLIT/SPLIT_V gates instead of
-    STRIDED_SLICEs 0.96-0.99 (1,767 ops); both directions gate-major with a block-diagonal
-    [2 units, 8 units] recurrent matmul 1.06-1.55 (1,140 ops, twice the recurrent MACs); the same
-    with two zero-padded matmuls 1.16-1.63; this layer (1,133 ops) 0.73. Dropping the recurrent
-    matmuls (a probe with wrong outputs) gave 0.52: the 160 int8 [1, 128] x [128, 512] FCs (with
-    their ADDs) are about half the encoder's time, so fewer elementwise ops only win when the
-    recurrent MACs do not grow. Earlier: whole LEAN int8 with the per-direction layer 4.64 ms
-    min against 8.82 with Keras's `LSTM(unroll=True)`.
+    per-direction layer with STRIDED_SLICE gates, 2,233 ops, 1.14-1.38 ms on a quiet core):
+    this layer (1,129 ops) 0.89-0.96 on a quiet core (0.73 under load from other processes);
+    per-direction with SPLIT/SPLIT_V gates 0.96-0.99 (1,767 ops); both directions gate-major
+    with a block-diagonal [2 units, 8 units] recurrent matmul 1.06-1.55 (1,140 ops, twice the
+    recurrent MACs); the same with two zero-padded matmuls 1.16-1.63. A probe without the
+    recurrent matmuls (wrong outputs) gave 0.52-0.53: the 160 int8 [1, 128] x [128, 512] FCs
+    with their ADDs are half the encoder's time and the elementwise ops are cheap, so halving
+    the op count buys only ~5-10 %. Whole LEAN int8 with this layer against the previous one,
+    interleaved: 0.95x (3.87 vs 4.06 ms; YAMNet float32 2.20 ms in the same rounds). Earlier:
+    LEAN int8 with the per-direction layer 4.64 ms min against 8.82 with `LSTM(unroll=True)`.
     """
 
     def __init__(self, units: int, **kwargs):
@@ -89,9 +91,15 @@ class UnrolledBiLSTM(keras.layers.Layer):
                     [ops.matmul(hidden_f, recurrent_f), ops.matmul(hidden_b, recurrent_b)], axis=0
                 )
             sigmoid_part, candidate_part = ops.split(z, [3 * units], axis=-1)
-            input_gate, forget_gate, output_gate = ops.split(ops.sigmoid(sigmoid_part), 3, axis=-1)
-            candidate = input_gate * ops.tanh(candidate_part)
-            cell = candidate if cell is None else forget_gate * cell + candidate
+            gates = ops.sigmoid(sigmoid_part)
+            if cell is None:
+                # Zero state: no forget gate. Slices, not a SPLIT with an unused output (the
+                # int8 quantizer left such a SPLIT float, with DEQUANTIZE/QUANTIZE around it).
+                input_gate, output_gate = gates[:, :units], gates[:, 2 * units :]
+                cell = input_gate * ops.tanh(candidate_part)
+            else:
+                input_gate, forget_gate, output_gate = ops.split(gates, 3, axis=-1)
+                cell = forget_gate * cell + input_gate * ops.tanh(candidate_part)
             hidden = output_gate * ops.tanh(cell)
             outputs.append(hidden)
         # stacked: [2B, T, units], the backward rows in reversed time.
