@@ -25,7 +25,7 @@ class UnrolledBiLSTM(keras.layers.Layer):
     (BATCH_MATMUL, half the ops) 7.8 ms and a block-diagonal [256, 1024] recurrent matmul (a
     third of the ops) 6.7 ms min, against 3.6-4.1 ms for this one: the ops are not the cost,
     the matmuls are. A later variant stacked both directions on the batch axis in each step
-    (1,133 int8 ops instead of 2,233, benchmarks/suite/wave_encoder_variants.py): in one
+    (1,133 int8 ops instead of 2,233; measured in commit 7ffc92b, reverted): in one
     export_targets run on the quickstart's model it was no faster overall (LEAN int8 / YAMNet
     float32 1.71x against 1.72x here) and its shared int8 scales cost val mAP 0.0178 against
     0.0028 for this layer, so this layer stays.
