@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
+import threading
 from pathlib import Path
 from typing import Iterable
 
@@ -154,6 +155,17 @@ def _ogg_has_end_of_stream(path: Path) -> bool:
     return bool(tail[last_page + 5] & 0x04)
 
 
+# np.load parses the .npy header with ast.literal_eval, which CPython 3.11.7 does not make
+# thread-safe ("AST constructor recursion depth mismatch" seen with parallel decode-ahead
+# threads); the header parse is microseconds, so serialise it.
+_NPY_OPEN_LOCK = threading.Lock()
+
+
+def _open_cached(npy: Path) -> np.ndarray:
+    with _NPY_OPEN_LOCK:
+        return np.load(npy, mmap_mode="r")
+
+
 class AudioCache:
     """Decodes each file once to 16 kHz float32 `.npy` files that later reads memory-map.
 
@@ -179,7 +191,7 @@ class AudioCache:
         entry = stem.with_name(f"{stem.name}-{stat.st_size}-{stat.st_mtime_ns}")
         npy, bad = entry.with_suffix(".npy"), entry.with_suffix(".bad")
         if npy.exists():
-            return np.load(npy, mmap_mode="r")
+            return _open_cached(npy)
         if bad.exists():
             raise BadAudioError(bad.read_text(encoding="utf-8").strip())
         self._remove_stale(stem, keep=(npy.name, bad.name))
@@ -191,7 +203,7 @@ class AudioCache:
         with atomic_path(npy) as tmp:
             with open(tmp, "wb") as handle:
                 np.save(handle, audio)
-        return np.load(npy, mmap_mode="r")
+        return _open_cached(npy)
 
     def warm(self, paths: Iterable[str | Path], progress: bool = True) -> list[BadAudioError]:
         """Decodes every path not cached yet (tqdm bar on stderr); returns the files that failed."""
