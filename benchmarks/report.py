@@ -8,21 +8,8 @@ import platform
 from pathlib import Path
 from typing import Optional, Sequence
 
+from lean.evaluate import host_cpu_model
 from lean.io import atomic_path, atomic_write_text
-
-
-def host_cpu_model() -> str:
-    """The host CPU model from /proc/cpuinfo (x86 `model name`, ARM `Hardware`/`Model`)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text(errors="replace")
-    except OSError:
-        text = ""
-    for key in ("model name", "Hardware", "Model", "cpu model"):
-        for line in text.splitlines():
-            name, _, value = line.partition(":")
-            if name.strip() == key and value.strip():
-                return value.strip()
-    return platform.processor() or platform.machine() or "unknown CPU"
 
 
 def host_place() -> str:

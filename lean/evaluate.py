@@ -95,17 +95,23 @@ def score_windows(predictor, decoded: Iterable, hop_fraction: float, total: Opti
     )
 
 
+def host_cpu_model() -> str:
+    """The host CPU model from /proc/cpuinfo (x86 `model name`, ARM `Hardware`/`Model`)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        text = ""
+    for key in ("model name", "Hardware", "Model", "cpu model"):
+        for line in text.splitlines():
+            name, _, value = line.partition(":")
+            if name.strip() == key and value.strip():
+                return value.strip()
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
 def host_description(predictor=None) -> dict:
     """Where a measurement was taken: CPU model, core count, platform, and any GPU in use."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    host = {"cpu": cpu, "cpu_count": os.cpu_count(), "platform": platform.platform(),
+    host = {"cpu": host_cpu_model(), "cpu_count": os.cpu_count(), "platform": platform.platform(),
             "python": sys.version.split()[0]}
     if getattr(predictor, "kind", None) == "keras":
         import tensorflow as tf
