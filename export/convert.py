@@ -226,6 +226,77 @@ def _restore_float_weights(hybrid: bytes, float_model: bytes, scopes: tuple[str,
     return pack_model(model), restored
 
 
+# Ops that only select or move values: the same op is valid on float32 and on int8 tensors.
+VALUE_MOVING_OPS = ("STRIDED_SLICE", "SLICE", "RESHAPE", "GATHER", "TRANSPOSE", "PAD", "SQUEEZE",
+                    "EXPAND_DIMS")
+
+
+def unquantize_float_inputs(model_bytes: bytes, float_nodes: list[str]) -> tuple[bytes, list[str]]:
+    """Turns QUANTIZE -> denylisted value-moving op (int8) -> DEQUANTIZE back into a float op.
+
+    The MLIR quantizer quantizes a denylisted slice or reshape next to the model input anyway
+    (measured with TF 2.21: the frontend's crop of the waveform came out int8), so the float
+    frontend computed log-mel from an 8-bit waveform. Here such an op reads the float tensor
+    again and the DEQUANTIZE after it goes; a QUANTIZE left without consumers goes too.
+
+    Returns:
+      (model bytes, output names of the ops made float again).
+    """
+    from ai_edge_litert import schema_py_generated as schema
+
+    from lean_export.metadata import pack_model
+
+    model = schema.ModelT.InitFromPackedBuf(bytearray(model_bytes), 0)
+    graph = model.subgraphs[0]
+    op_names = {value: name for name, value in vars(schema.BuiltinOperator).items() if not name.startswith("_")}
+
+    def op_type(op) -> str:
+        code = model.operatorCodes[op.opcodeIndex]
+        return op_names.get(max(code.builtinCode, code.deprecatedBuiltinCode), "")
+
+    float_nodes, restored = set(float_nodes), []
+    changed = True
+    while changed:
+        changed = False
+        producer = {int(out): op for op in graph.operators for out in op.outputs}
+        consumers: dict[int, list] = {}
+        for op in graph.operators:
+            for tensor in op.inputs:
+                consumers.setdefault(int(tensor), []).append(op)
+        for dequantize in graph.operators:
+            if op_type(dequantize) != "DEQUANTIZE":
+                continue
+            moved = int(dequantize.inputs[0])
+            mover = producer.get(moved)
+            if mover is None or op_type(mover) not in VALUE_MOVING_OPS:
+                continue
+            name = graph.tensors[moved].name.decode("utf-8")
+            quantize = producer.get(int(mover.inputs[0]))
+            if name not in float_nodes or quantize is None or op_type(quantize) != "QUANTIZE":
+                continue
+            if len(consumers[moved]) != 1:
+                continue
+            float_source = int(quantize.inputs[0])
+            if graph.tensors[float_source].type != schema.TensorType.FLOAT32:
+                continue
+            mover.inputs[0] = float_source
+            graph.tensors[moved].type = schema.TensorType.FLOAT32
+            graph.tensors[moved].quantization = None
+            dequantized = int(dequantize.outputs[0])
+            for op in consumers.get(dequantized, []):
+                op.inputs = [moved if int(t) == dequantized else int(t) for t in op.inputs]
+            graph.outputs = [moved if int(t) == dequantized else int(t) for t in graph.outputs]
+            graph.operators.remove(dequantize)
+            if len(consumers[int(quantize.outputs[0])]) == 1:
+                graph.operators.remove(quantize)
+            restored.append(name)
+            changed = True
+            break
+    if not restored:
+        return model_bytes, []
+    return pack_model(model), restored
+
+
 def _convert_in_this_process(model, quantization: QuantizationConfig, windows, progress) -> tuple[bytes, dict]:
     """Runs the TFLite converter here (call it from the child process only)."""
     import tensorflow as tf
@@ -291,6 +362,7 @@ def _convert_in_this_process(model, quantization: QuantizationConfig, windows, p
         fully_quantize=False,  # float32 input and output: MediaPipe rejects int8 I/O
         denylisted_nodes=denylisted,
     )
+    quantized, details["float_inputs_restored"] = unquantize_float_inputs(quantized, denylisted)
     return quantized, details
 
 

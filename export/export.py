@@ -16,6 +16,7 @@ from lean_export.convert import QuantizationConfig, build_serving_model, convert
 from lean_export.metadata import AssociatedFile, AudioClassifierInfo, add_metadata, read_metadata
 from lean_export.verify import (
     float_ops_outside,
+    int8_ops_inside,
     measure_latency,
     op_list,
     op_table,
@@ -349,6 +350,7 @@ def _verify(staged: Path, output: Path, run_dir: Path, config, quantization, det
         "ops": op_table(ops),
         "float_ops_after_frontend": float_ops_outside(ops, details["float_nodes"])
         if quantization.mode == "int8" else [],
+        "int8_ops_in_float_layers": int8_ops_inside(ops, details["float_nodes"]),
         "export_ready_parity": parity,
         "output_difference": output_difference(float_scores, exported_scores),
         "metadata": {
@@ -365,6 +367,11 @@ def _verify(staged: Path, output: Path, run_dir: Path, config, quantization, det
         "code_version": metadata["version"],
         "failures": [],
     }
+    if report["int8_ops_in_float_layers"]:
+        report["failures"].append(
+            f"{len(report['int8_ops_in_float_layers'])} ops of the float layers were quantized to int8 "
+            f"(first: {report['int8_ops_in_float_layers'][0]})"
+        )
     if max_map_drop is not None:
         report["map"] = _evaluate_map(float_predictor, staged, dataset, config.eval, progress)
         for split, values in report["map"].items():

@@ -78,6 +78,16 @@ def float_ops_outside(ops: list[dict], float_node_names: list[str]) -> list[str]
     ]
 
 
+def int8_ops_inside(ops: list[dict], float_node_names: list[str]) -> list[str]:
+    """Denylisted ops that compute in int8 anyway (the float frontend must have none).
+
+    Returns their output names; a non-empty list means, e.g., log-mel from an 8-bit waveform.
+    """
+    kept_float = set(float_node_names)
+    return [op["output_name"] for op in ops
+            if op["output_name"] in kept_float and any(dtype == "int8" for dtype in op["outputs"])]
+
+
 def output_difference(reference: np.ndarray, candidate: np.ndarray) -> dict:
     """Max and mean absolute difference between two score arrays of the same shape."""
     reference, candidate = np.asarray(reference, np.float64), np.asarray(candidate, np.float64)
@@ -192,6 +202,7 @@ def render_markdown(report: dict) -> str:
         f"| layers kept float | {', '.join(report.get('float_layers', [])) or 'none'} |",
         f"| output head kept float | {len(report.get('float_head', []))} ops |",
         f"| other float ops | {len(report.get('float_ops_after_frontend', []))} |",
+        f"| int8 ops inside the float layers | {len(report.get('int8_ops_in_float_layers', []))} |",
         f"| conversion | {_number(report.get('conversion_seconds'), 1)} s |",
         "",
     ]

@@ -134,6 +134,12 @@ def test_int8_export_passes_and_keeps_io_float(int8_export):
     hidden = [op for op in op_list(path.read_bytes()) if "/tiny_hidden" in op["output_name"]]
     assert [op["outputs"] for op in hidden] == [["int8"]]
     assert report["float_ops_after_frontend"] == []
+    # The frontend reads the float waveform: the converter had quantized its crop of the
+    # waveform (QUANTIZE -> int8 STRIDED_SLICE -> DEQUANTIZE) until export undid it.
+    assert report["int8_ops_in_float_layers"] == []
+    ops = op_list(path.read_bytes())
+    readers = [op for op in ops if waveform["index"] in op["input_indices"]]
+    assert readers and all(op["outputs"] == ["float32"] for op in readers)
     assert sum(row["count"] for row in report["ops"]) == report["op_count"]
     latency = report["latency"]
     assert latency["threads"] == 1 and latency["runs"] == 50 and 0 < latency["median_ms"] < 1000
