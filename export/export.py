@@ -21,6 +21,7 @@ from lean_export.verify import (
     op_list,
     op_table,
     output_difference,
+    size_breakdown,
     write_report,
 )
 
@@ -346,6 +347,7 @@ def _verify(staged: Path, output: Path, run_dir: Path, config, quantization, det
         "float_head": details.get("float_head", []),
         "file_size_bytes": len(model_bytes),
         "file_size_mb": len(model_bytes) / 1e6,
+        "size_breakdown": size_breakdown(model_bytes),
         "op_count": len(ops),
         "ops": op_table(ops),
         "float_ops_after_frontend": float_ops_outside(ops, details["float_nodes"])

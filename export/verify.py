@@ -88,6 +88,57 @@ def int8_ops_inside(ops: list[dict], float_node_names: list[str]) -> list[str]:
             if op["output_name"] in kept_float and any(dtype == "int8" for dtype in op["outputs"])]
 
 
+def size_breakdown(model_bytes: bytes) -> dict:
+    """Where the bytes of a .tflite go, and the floor that int8 weights put under its size.
+
+    Keys (bytes): weights_<dtype> (constant tensor data), quantization_scales and
+    quantization_zero_points (per-channel int8 stores a float32 scale and an int64 zero point
+    per output channel of every weight and bias tensor; the runtime rejects a file without the
+    zero points), tensor_names, metadata (metadata buffers and the zip of associated files
+    appended to the flatbuffer), structure (tensor, op and buffer tables, shapes, alignment:
+    the rest). int8_floor is weights_int8 + weights_int32 (biases, a few shape constants) + the
+    quantization parameters: what any file with this model's int8 weights and per-channel
+    quantization must hold.
+    """
+    import io
+    import zipfile
+
+    from ai_edge_litert import schema_py_generated as schema
+
+    type_names = {value: name.lower() for value, name in _enum_names(schema.TensorType).items()}
+    model = schema.Model.GetRootAs(model_bytes, 0)
+    graph = model.Subgraphs(0)
+    metadata_buffers = {model.Metadata(i).Buffer() for i in range(model.MetadataLength())}
+    sizes: Counter = Counter()
+    seen_buffers = set()
+    for index in range(graph.TensorsLength()):
+        tensor = graph.Tensors(index)
+        sizes["tensor_names"] += len(tensor.Name() or b"")
+        quantization = tensor.Quantization()
+        if quantization is not None:
+            sizes["quantization_scales"] += 4 * quantization.ScaleLength()
+            sizes["quantization_zero_points"] += 8 * quantization.ZeroPointLength()
+        buffer = tensor.Buffer()
+        if buffer in seen_buffers or buffer in metadata_buffers:
+            continue
+        seen_buffers.add(buffer)
+        sizes[f"weights_{type_names[tensor.Type()]}"] += model.Buffers(buffer).DataLength()
+    for buffer in metadata_buffers:
+        sizes["metadata"] += model.Buffers(buffer).DataLength()
+    try:
+        with zipfile.ZipFile(io.BytesIO(model_bytes)) as archive:
+            appended_from = min(info.header_offset for info in archive.infolist())
+        sizes["metadata"] += len(model_bytes) - appended_from
+    except (zipfile.BadZipFile, ValueError):
+        pass  # no associated files appended
+    sizes = {key: value for key, value in sizes.items() if value}
+    sizes["structure"] = len(model_bytes) - sum(sizes.values())
+    sizes["int8_floor"] = (sizes.get("weights_int8", 0) + sizes.get("weights_int32", 0)
+                           + sizes.get("quantization_scales", 0) + sizes.get("quantization_zero_points", 0))
+    sizes["total"] = len(model_bytes)
+    return sizes
+
+
 def output_difference(reference: np.ndarray, candidate: np.ndarray) -> dict:
     """Max and mean absolute difference between two score arrays of the same shape."""
     reference, candidate = np.asarray(reference, np.float64), np.asarray(candidate, np.float64)
@@ -244,6 +295,12 @@ def render_markdown(report: dict) -> str:
                   f"{meta['num_labels']} labels; score threshold {meta['output']['score_threshold']}; "
                   f"associated files: {', '.join(meta['associated_files'])}; min parser version "
                   f"{meta['min_parser_version']}.", ""]
+    if report.get("size_breakdown"):
+        parts = report["size_breakdown"]
+        lines += ["## Where the bytes go", "", "| part | bytes |", "|---|---|"]
+        lines += [f"| {key} | {value:,} |" for key, value in parts.items() if key not in ("int8_floor", "total")]
+        lines += ["", f"int8 weights, int32 biases and their per-channel quantization parameters alone: "
+                  f"{parts['int8_floor']:,} bytes of {parts['total']:,}.", ""]
     lines += ["## Ops", "", "| op | input dtypes | output dtypes | count |", "|---|---|---|---|"]
     lines += [f"| {row['op']} | {row['inputs']} | {row['outputs']} | {row['count']} |" for row in report["ops"]]
     lines.append("")

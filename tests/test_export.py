@@ -141,6 +141,15 @@ def test_int8_export_passes_and_keeps_io_float(int8_export):
     readers = [op for op in ops if waveform["index"] in op["input_indices"]]
     assert readers and all(op["outputs"] == ["float32"] for op in readers)
     assert sum(row["count"] for row in report["ops"]) == report["op_count"]
+    parts = report["size_breakdown"]
+    assert parts["total"] == report["file_size_bytes"]
+    assert sum(v for k, v in parts.items() if k not in ("int8_floor", "total")) == parts["total"]
+    # One float32 scale and one int64 zero point per quantized channel or tensor.
+    assert parts["quantization_zero_points"] == 2 * parts["quantization_scales"] > 0
+    # The frontend matrices stay float; the zip of associated files counts as metadata.
+    float_weights = parts.get("weights_float32", 0) + parts.get("weights_float16", 0)
+    assert parts["weights_int8"] > 0 and float_weights > 0 and parts["metadata"] > 1000
+    assert parts["int8_floor"] < parts["total"]
     latency = report["latency"]
     assert latency["threads"] == 1 and latency["runs"] == 50 and 0 < latency["median_ms"] < 1000
     assert latency["peak_rss_delta_mb"] > 0
