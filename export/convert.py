@@ -371,6 +371,7 @@ def convert_model(
     quantization: QuantizationConfig,
     calibration_windows: np.ndarray | None = None,
     timeout_s: float | None = None,
+    progress: bool = True,
 ) -> tuple[bytes, dict]:
     """Converts a serving model to TFLite in a child process, so a converter crash is an error.
 
@@ -379,6 +380,7 @@ def convert_model(
       quantization: a `QuantizationConfig`.
       calibration_windows: float32 [N, window_samples], required for int8.
       timeout_s: give up after this many seconds (None: no limit).
+      progress: show the child's calibration progress bar on stderr.
 
     Returns:
       (TFLite flatbuffer bytes, details) with details["float_nodes"] (int8: the denylisted op
@@ -404,7 +406,7 @@ def convert_model(
         command = [
             sys.executable, "-m", "lean_export.convert",
             "--scratch", str(scratch), "--progress-fd", str(progress_fd),
-        ]
+        ] + ([] if progress else ["--no-progress"])
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"))
         try:
             with open(log_path, "wb") as log:
@@ -450,6 +452,7 @@ def _child_main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="internal: TFLite conversion child process")
     parser.add_argument("--scratch", type=Path, required=True)
     parser.add_argument("--progress-fd", type=int, required=True)
+    parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     from tqdm import tqdm
 
@@ -462,7 +465,8 @@ def _child_main(argv: list[str] | None = None) -> int:
     windows = np.load(windows_path) if windows_path.exists() else None
 
     def progress(items):
-        return tqdm(items, desc="calibrating", unit="window", file=progress_stream, leave=False)
+        return tqdm(items, desc="calibrating", unit="window", file=progress_stream, leave=False,
+                    disable=args.no_progress)
 
     try:
         from lean.models.registry import load_model

@@ -297,7 +297,7 @@ def export_run(
         calibration = calibration_windows(dataset, window_samples, calibration_count, cache)
     _log(f"converting ({quantization.mode}) in a child process", progress)
     started = time.perf_counter()
-    model_bytes, details = convert_model(serving, quantization, calibration)
+    model_bytes, details = convert_model(serving, quantization, calibration, progress=progress)
     conversion_seconds = time.perf_counter() - started
     info = classifier_info(run_dir, config, run.labels, quantization, author, license_name,
                            score_threshold, code_version())
