@@ -8,14 +8,15 @@ import platform
 from pathlib import Path
 from typing import Optional, Sequence
 
-from lean.evaluate import host_cpu_model
+from lean.evaluate import cpu_int8_dot_product, host_cpu_model
 from lean.io import atomic_path, atomic_write_text
 
 
 def host_place() -> str:
-    """e.g. 'host CPU AMD EPYC (2 logical cores, Linux x86_64)': never a phone."""
+    """e.g. 'host CPU AMD EPYC (2 logical cores, int8 dot product: none, Linux x86_64)': never a phone."""
+    dot_product = ", ".join(cpu_int8_dot_product()) or "none"
     return (f"host CPU {host_cpu_model()} ({os.cpu_count()} logical cores, "
-            f"{platform.system()} {platform.machine()})")
+            f"int8 dot product: {dot_product}, {platform.system()} {platform.machine()})")
 
 
 def ratio(value: Optional[float], reference: Optional[float]) -> Optional[float]:

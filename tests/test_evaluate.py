@@ -158,3 +158,16 @@ def test_eval_cli_writes_json_and_plots(setup, tmp_path, capsys, monkeypatch):
         assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
     assert main(["eval", str(setup["run"]), "--data", str(tmp_path / "nowhere")]) == 2
     assert "dataset folder not found" in capsys.readouterr().err
+
+
+def test_int8_dot_product_features_are_read_from_cpuinfo():
+    from lean.evaluate import cpu_int8_dot_product
+
+    vnni_xeon = "processor\t: 0\nmodel name\t: Intel(R) Xeon(R)\nflags\t\t: fpu avx2 avx512f avx512_vnni avx_vnni\n"
+    avx2_epyc = "processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu avx avx2 fma\n"
+    arm_phone = "processor\t: 0\nFeatures\t: fp asimd asimddp i8mm\nHardware\t: Qualcomm\n"
+    assert cpu_int8_dot_product(vnni_xeon) == ["avx512_vnni", "avx_vnni"]
+    assert cpu_int8_dot_product(avx2_epyc) == []
+    assert cpu_int8_dot_product(arm_phone) == ["asimddp", "i8mm"]
+    # "avx512_vnni" must not match as a substring of another flag.
+    assert cpu_int8_dot_product("flags : avx512_vnnix\n") == []

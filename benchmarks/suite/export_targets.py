@@ -142,7 +142,9 @@ def main(argv=None) -> int:
         "runs_per_round": args.runs,
     }
 
-    print(f"\nhost: {results['host']['cpu']}, {args.rounds} rounds x {args.runs} runs, 1 thread")
+    dot_product = ", ".join(results["host"]["cpu_int8_dot_product"]) or "none"
+    print(f"\nhost: {results['host']['cpu']} (int8 dot product: {dot_product}), "
+          f"{args.rounds} rounds x {args.runs} runs, 1 thread")
     print(f"{'target':<28}{'measured':>34}{'limit':>14}  met")
     print(f"{'int8 LEAN file size':<28}{f'{size:,} B ({size / 1e6:.3f} MB)':>34}"
           f"{f'{MAX_SIZE_BYTES / 1e6:.1f} MB':>14}  {targets['size']['met']}")
