@@ -196,21 +196,30 @@ def classifier_info(run_dir: Path, config, labels, quantization: QuantizationCon
 
 
 def _evaluate_map(float_predictor, exported_path: Path, dataset, eval_config, progress: bool) -> dict:
-    """mAP of the float Keras model and the exported file on val (and eval), via lean.evaluate."""
+    """mAP of the float Keras model and the exported file on val (and eval), via lean.evaluate,
+    with the spread of the drop over resampled clips (a small split cannot resolve a small drop)."""
     from lean.evaluate import evaluate
     from lean.inference import load_predictor
+    from lean.metrics import paired_bootstrap_map_difference
 
     exported = load_predictor(exported_path)
     splits = ["val"] + (["eval"] if dataset.has_eval and dataset.clips("eval") else [])
     results = {}
     for split in splits:
-        float_report = evaluate(float_predictor, dataset, split, eval_config, progress=progress)
-        exported_report = evaluate(exported, dataset, split, eval_config, progress=progress)
+        float_report, exported_report = (
+            evaluate(predictor, dataset, split, eval_config, progress=progress, keep_scores=True)
+            for predictor in (float_predictor, exported)
+        )
+        if float_report["clip_keys"] != exported_report["clip_keys"]:
+            raise LeanError(f"{dataset.root}: the float and exported evaluations of {split} scored different clips")
+        spread = paired_bootstrap_map_difference(
+            float_report["clip_targets"], float_report["clip_scores"], exported_report["clip_scores"])
         results[split] = {
             "num_clips": exported_report["num_clips"],
             "float": float_report["mAP"],
             "exported": exported_report["mAP"],
             "drop": float_report["mAP"] - exported_report["mAP"],
+            "drop_bootstrap": {key: spread[key] for key in ("sd", "low", "high", "rounds")},
             "float_mAUC": float_report["mAUC"],
             "exported_mAUC": exported_report["mAUC"],
         }

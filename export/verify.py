@@ -272,11 +272,15 @@ def render_markdown(report: dict) -> str:
     if report.get("map"):
         lines += ["## mAP (same code as `lean eval`)", "",
                   f"Allowed drop: {_number(report.get('max_map_drop'))}", "",
-                  "| split | clips | float (Keras) | exported (TFLite) | drop |", "|---|---|---|---|---|"]
+                  "| split | clips | float (Keras) | exported (TFLite) | drop | drop over resampled clips: sd, 95% |",
+                  "|---|---|---|---|---|---|"]
         for split, values in report["map"].items():
+            spread = values.get("drop_bootstrap")
+            spread_text = (f"{_number(spread['sd'])}, {_number(spread['low'])} to {_number(spread['high'])}"
+                           if spread else "-")
             lines.append(f"| {split} | {values['num_clips']} | {_number(values['float'])} | "
-                         f"{_number(values['exported'])} | {_number(values['drop'])} |")
-        lines.append("")
+                         f"{_number(values['exported'])} | {_number(values['drop'])} | {spread_text} |")
+        lines += ["", "A drop smaller than its spread is within what the choice of clips alone moves.", ""]
     latency = report.get("latency")
     if latency:
         lines += ["## Host latency and memory (LiteRT + XNNPACK)", "",

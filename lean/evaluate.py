@@ -149,7 +149,7 @@ def host_description(predictor=None) -> dict:
 
 def evaluate(predictor, dataset, split: str, eval_config: EvalConfig = EvalConfig(),
              cache=None, on_bad_audio: str = "skip", plots_dir: Optional[str | Path] = None,
-             progress: bool = True) -> dict:
+             progress: bool = True, keep_scores: bool = False) -> dict:
     """Evaluates a predictor on one split, the way `lean eval` reports it.
 
     Args:
@@ -161,10 +161,12 @@ def evaluate(predictor, dataset, split: str, eval_config: EvalConfig = EvalConfi
         on_bad_audio: "skip" (counted and listed in the result) or "fail".
         plots_dir: when set, PR curves and per-class AP bars are written there as PNG.
         progress: tqdm bar on stderr.
+        keep_scores: also return the clip scores and targets (numpy arrays, not JSON), to compare
+            two models clip by clip.
 
     Returns:
         dict with mAP, mAUC, d_prime, num_clips, num_windows, model, per_class, host, timing and
-        the skipped files.
+        the skipped files (with keep_scores: clip_keys, clip_scores [N, C], clip_targets [N, C]).
     """
     from lean.data.audio import AudioCache
     from lean.data.pipeline import decode_ahead, default_cache_dir
@@ -210,6 +212,8 @@ def evaluate(predictor, dataset, split: str, eval_config: EvalConfig = EvalConfi
         "windows_per_second": round(result.num_windows / seconds, 1) if seconds > 0 else None,
         "host": host_description(predictor),
     }
+    if keep_scores:
+        report.update(clip_keys=list(result.keys), clip_scores=clip_scores, clip_targets=y_true)
     if plots_dir is not None:
         from lean.plots import write_evaluation_plots
 

@@ -181,6 +181,8 @@ def test_int8_report_numbers_match_an_independent_evaluation(int8_export, tiny_r
         original = evaluate(load_predictor(tiny_run), dataset, split, progress=False)
         assert report["map"][split]["exported"] == pytest.approx(exported["mAP"], abs=1e-12)
         assert report["map"][split]["float"] == pytest.approx(original["mAP"], abs=1e-12)
+        spread = report["map"][split]["drop_bootstrap"]
+        assert spread["low"] <= report["map"][split]["drop"] <= spread["high"] and spread["sd"] > 0
     # The briefly trained model carries signal (constant scores give AP = prevalence), so the
     # float-vs-int8 mAP comparison means something.
     truth = dataset.label_matrix(dataset.clips("val"))

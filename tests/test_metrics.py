@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from lean.metrics import d_prime, multilabel_metrics, single_label_metrics
+from lean.metrics import d_prime, multilabel_metrics, paired_bootstrap_map_difference, single_label_metrics
 
 LABELS = ["ranked", "perfect", "absent", "everywhere"]
 # Columns: "ranked" (scores .9 .8 .3 .1 for targets 1 0 1 0), "perfect" (positives on top),
@@ -64,3 +64,26 @@ def test_single_label_metrics_match_hand_computation():
     assert result["per_class"][3] == {"label": "d", "recall": None, "f1": None, "support": 0}
     one_hot = single_label_metrics(np.eye(4)[y_true], y_score, labels)
     assert one_hot["macro_f1"] == result["macro_f1"]
+
+
+def test_paired_bootstrap_spread_of_a_map_difference():
+    rng = np.random.default_rng(1)
+    labels = [f"c{index}" for index in range(6)]
+    y_true = (rng.random((60, 6)) < 0.3).astype(int)
+    scores_a = y_true * 0.6 + rng.random((60, 6))
+    scores_b = scores_a + rng.normal(0, 0.2, scores_a.shape)
+    spread = paired_bootstrap_map_difference(y_true, scores_a, scores_b, rounds=200)
+    expected = multilabel_metrics(y_true, scores_a, labels)["mAP"] - multilabel_metrics(y_true, scores_b, labels)["mAP"]
+    assert spread["difference"] == pytest.approx(expected, abs=1e-12)
+    assert spread["rounds"] == 200 and spread["low"] < spread["difference"] < spread["high"]
+    # Independent check of the spread: the same resamples through multilabel_metrics.
+    resampled = []
+    generator = np.random.default_rng(0)
+    for _ in range(200):
+        rows = generator.integers(0, 60, 60)
+        resampled.append(multilabel_metrics(y_true[rows], scores_a[rows], labels)["mAP"]
+                         - multilabel_metrics(y_true[rows], scores_b[rows], labels)["mAP"])
+    assert spread["sd"] == pytest.approx(np.std(resampled), rel=1e-9)
+    # A model against itself differs by exactly nothing on every resample.
+    same = paired_bootstrap_map_difference(y_true, scores_a, scores_a, rounds=20)
+    assert same["sd"] == same["low"] == same["high"] == same["difference"] == 0
