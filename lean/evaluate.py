@@ -95,17 +95,27 @@ def score_windows(predictor, decoded: Iterable, hop_fraction: float, total: Opti
     )
 
 
+def _cpuinfo_fields(text: Optional[str] = None) -> dict[str, str]:
+    """The first value of each `key : value` line of /proc/cpuinfo (or of `text`); {} if unreadable."""
+    if text is None:
+        try:
+            text = Path("/proc/cpuinfo").read_text(errors="replace")
+        except OSError:
+            return {}
+    fields = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(":")
+        if value.strip():
+            fields.setdefault(name.strip(), value.strip())
+    return fields
+
+
 def host_cpu_model() -> str:
     """The host CPU model from /proc/cpuinfo (x86 `model name`, ARM `Hardware`/`Model`)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text(errors="replace")
-    except OSError:
-        text = ""
+    fields = _cpuinfo_fields()
     for key in ("model name", "Hardware", "Model", "cpu model"):
-        for line in text.splitlines():
-            name, _, value = line.partition(":")
-            if name.strip() == key and value.strip():
-                return value.strip()
+        if key in fields:
+            return fields[key]
     return platform.processor() or platform.machine() or "unknown CPU"
 
 
@@ -117,17 +127,9 @@ INT8_DOT_PRODUCT_FEATURES = ("avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "
 
 def cpu_int8_dot_product(cpuinfo: Optional[str] = None) -> list[str]:
     """The int8 dot-product features the CPU lists in /proc/cpuinfo (x86 `flags`, ARM `Features`)."""
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
-        except OSError:
-            return []
-    for line in cpuinfo.splitlines():
-        name, _, value = line.partition(":")
-        if name.strip() in ("flags", "Features"):
-            present = set(value.split())
-            return [feature for feature in INT8_DOT_PRODUCT_FEATURES if feature in present]
-    return []
+    fields = _cpuinfo_fields(cpuinfo)
+    present = set(fields.get("flags", fields.get("Features", "")).split())
+    return [feature for feature in INT8_DOT_PRODUCT_FEATURES if feature in present]
 
 
 def host_description(predictor=None) -> dict:

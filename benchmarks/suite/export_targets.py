@@ -100,6 +100,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     from lean.evaluate import host_description
+    from lean_bench.report import host_place
     from lean_export.export import export_run
 
     args.out.mkdir(parents=True, exist_ok=True)
@@ -143,9 +144,7 @@ def main(argv=None) -> int:
         "runs_per_round": args.runs,
     }
 
-    dot_product = ", ".join(results["host"]["cpu_int8_dot_product"]) or "none"
-    print(f"\nhost: {results['host']['cpu']} (int8 dot product: {dot_product}), "
-          f"{args.rounds} rounds x {args.runs} runs, 1 thread")
+    print(f"\n{host_place()}, {args.rounds} rounds x {args.runs} runs, 1 thread")
     print(f"{'target':<28}{'measured':>34}{'limit':>14}  met")
     print(f"{'int8 LEAN file size':<28}{f'{size:,} B ({size / 1e6:.3f} MB)':>34}"
           f"{f'{MAX_SIZE_BYTES / 1e6:.1f} MB':>14}  {targets['size']['met']}")
