@@ -41,12 +41,12 @@ def measure_latency(model_path: str, threads: int, runs: int, warmup: int) -> di
         init/first/median/p90/min/mean in ms, the process's RSS before loading and its peak.
     """
     import numpy as np
-    from ai_edge_litert.interpreter import Interpreter
+
+    from lean.inference import open_interpreter
 
     rss_before_mb = _current_rss_mb()
     start = time.perf_counter()
-    interpreter = Interpreter(model_path=model_path, num_threads=threads)
-    interpreter.allocate_tensors()
+    interpreter = open_interpreter(model_path, threads)
     init_ms = (time.perf_counter() - start) * 1000.0
     # Any fixed input: the graph has no data-dependent control flow.
     generator = np.random.default_rng(0)

@@ -188,11 +188,10 @@ def _latency_child(model_path: str, threads: int, runs: int) -> dict:
     """Runs in the child: load, warm up, time `runs` invocations on a fixed random window."""
     import time
 
-    from ai_edge_litert.interpreter import Interpreter
+    from lean.inference import open_interpreter
 
     rss_before = _memory_mb("VmRSS")
-    interpreter = Interpreter(model_path=model_path, num_threads=threads)
-    interpreter.allocate_tensors()
+    interpreter = open_interpreter(model_path, threads)
     waveform = interpreter.get_input_details()[0]
     window = 0.1 * np.random.default_rng(LATENCY_SEED).standard_normal(waveform["shape"])
     interpreter.set_tensor(waveform["index"], window.astype(waveform["dtype"]))

@@ -8,6 +8,7 @@ import os
 import sys
 
 from lean.errors import LeanError
+from lean.native_log import filter_tensorflow_startup
 
 # Subcommand modules, in the order `lean --help` lists them. Each defines
 # `register(subparsers)`, which adds its parser and sets `func(args) -> int`.
@@ -29,10 +30,12 @@ def quiet_tensorflow() -> None:
     """TensorFlow's C++ start-up chatter hides our own output; keep errors only.
 
     Without an NVIDIA driver, TensorFlow's GPU build logs a failed cuInit at every start, as
-    an error; there it keeps fatal messages only (Python exceptions still surface).
+    an error; there it keeps fatal messages only (Python exceptions still surface). TensorFlow
+    itself ignores the level for what it logs while it is imported, so that import is filtered.
     """
     no_gpu_driver = not os.path.exists("/proc/driver/nvidia/version")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3" if no_gpu_driver else "2")
+    filter_tensorflow_startup()
 
 
 def run_cli(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:

@@ -9,10 +9,24 @@ from typing import Optional, Sequence
 import numpy as np
 
 from lean.errors import LeanError
+from lean.native_log import filtered_native_stderr
 
 DEFAULT_SAMPLE_RATE = 16000
 # Windows per forward pass: large enough to keep the CPU/GPU busy, small enough for memory.
 DEFAULT_BATCH = 256
+
+
+def open_interpreter(model_path, num_threads: Optional[int] = None):
+    """A LiteRT interpreter with its tensors allocated (XNNPACK applied).
+
+    LiteRT prints an INFO line when it applies XNNPACK; it is dropped as TF_CPP_MIN_LOG_LEVEL says.
+    """
+    from ai_edge_litert.interpreter import Interpreter
+
+    with filtered_native_stderr():
+        interpreter = Interpreter(model_path=str(model_path), num_threads=num_threads)
+        interpreter.allocate_tensors()
+    return interpreter
 
 
 class Predictor:
@@ -90,10 +104,8 @@ class LiteRtPredictor(Predictor):
     def __init__(self, path: Path, labels: Optional[Sequence[str]] = None,
                  num_threads: Optional[int] = None, batch_size: int = DEFAULT_BATCH):
         """`labels` None: read them from the model's metadata or MODEL.labels.txt."""
-        from ai_edge_litert.interpreter import Interpreter
-
         try:
-            self.interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
+            self.interpreter = open_interpreter(path, num_threads)
         except (ValueError, RuntimeError) as error:
             raise LeanError(f"{path}: not a loadable TFLite model ({error})") from None
         inputs = self.interpreter.get_input_details()
@@ -117,7 +129,6 @@ class LiteRtPredictor(Predictor):
             raise LeanError(
                 f"{path}: model has {output_classes} outputs but {len(self.labels)} labels"
             )
-        self.interpreter.allocate_tensors()
         self._allocated_batch = int(input_shape[0]) if self._rank == 2 else 1
 
     def _quantize_input(self, windows: np.ndarray) -> np.ndarray:

@@ -21,14 +21,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from lean.cli import quiet_tensorflow
+
+quiet_tensorflow()
 
 MAX_SIZE_BYTES = 4_600_000  # 4.6 MB (10^6 bytes; the paper's 4.5 MB)
 MAX_MAP_DROP = 0.005

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
@@ -19,7 +18,9 @@ from collections import Counter
 
 import numpy as np
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+from lean.cli import quiet_tensorflow
+
+quiet_tensorflow()
 
 
 def _candidates(config):
@@ -107,10 +108,9 @@ def _convert(function):
 
 
 def measure(runs: int) -> list[dict]:
-    from ai_edge_litert.interpreter import Interpreter
-
     from lean.config import FrontendConfig
     from lean.features import LogMelFrontend
+    from lean.inference import open_interpreter
 
     config = FrontendConfig()
     rng = np.random.default_rng(0)
@@ -128,8 +128,7 @@ def measure(runs: int) -> list[dict]:
         with tempfile.NamedTemporaryFile(suffix=".tflite") as handle:
             handle.write(flatbuffer)
             handle.flush()
-            interpreter = Interpreter(model_path=handle.name, num_threads=1)
-        interpreter.allocate_tensors()
+            interpreter = open_interpreter(handle.name, 1)
         input_index = interpreter.get_input_details()[0]["index"]
         output_index = interpreter.get_output_details()[0]["index"]
         interpreter.set_tensor(input_index, waveform)
