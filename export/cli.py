@@ -54,6 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="with --int8, quantize everything after the frontend; by default layers "
                              "with a softmax (attention) and the output head stay float, because int8 "
                              "steps of 1/256 there cost mAP (see the report)")
+    parser.add_argument("--activation-ranges", choices=("mse", "minmax"), default="mse",
+                        help="with --int8, how each activation's int8 range is set: mse (default) "
+                             "narrows the calibrated min/max to the range with the least int8 error, "
+                             "minmax keeps the converter's min/max")
     parser.add_argument("--data", metavar="DIR", default=None,
                         help="dataset in the FSD50K layout (default: the run's data_dir)")
     parser.add_argument("--calibration-windows", type=int, default=DEFAULT_CALIBRATION_WINDOWS, metavar="N",
@@ -79,7 +83,8 @@ def _run(args: argparse.Namespace) -> int:
     from lean_export.export import check_run_dir, export_run
 
     check_run_dir(Path(args.run_dir))  # before the quantization config imports TensorFlow
-    quantization = QuantizationConfig.from_mode(args.mode)
+    quantization = dataclasses.replace(QuantizationConfig.from_mode(args.mode),
+                                       activation_ranges=args.activation_ranges)
     if args.int8_all:
         quantization = dataclasses.replace(quantization, float_softmax_layers=False, float_output_head=False)
     report = export_run(

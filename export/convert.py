@@ -45,22 +45,32 @@ class QuantizationConfig:
     # sigmoid output moves in steps of 1/256; clips whose scores differ by less tie, and ranking
     # metrics (AP) drop: measured on a LEAN demo run, val mAP 0.2504 float -> 0.2155 int8 head.
     float_output_head: bool = False
+    # int8: "mse" narrows each activation's calibrated min/max to the range with the least int8
+    # error (lean_export.calibration, measured there); "minmax" keeps the converter's ranges.
+    activation_ranges: str = "mse"
 
     def __post_init__(self):
+        from lean_export.calibration import METHODS
+
         if self.mode not in MODES:
             raise LeanError(f"unknown quantization mode {self.mode!r}; choose one of {', '.join(MODES)}")
+        if self.activation_ranges not in METHODS:
+            raise LeanError(f"unknown activation range method {self.activation_ranges!r}; "
+                            f"choose one of {', '.join(METHODS)}")
 
     @classmethod
     def create_full_integer(cls, float_scopes: tuple[str, ...] | None = None,
                             float_softmax_layers: bool = True,
-                            float_output_head: bool = True) -> "QuantizationConfig":
+                            float_output_head: bool = True,
+                            activation_ranges: str = "mse") -> "QuantizationConfig":
         """int8 weights and activations, calibrated; float32 input/output; `float_scopes` kept float.
 
         By default the log-mel frontend stays float (quantizing it destroys it, FACTS.md: int8
         max abs error 9.7 log-mel units), and so do layers with a softmax (attention) and the
-        output head (classifier Dense + sigmoid).
+        output head (classifier Dense + sigmoid); activation ranges are MSE-narrowed.
         """
-        return cls("int8", _default_float_scopes(float_scopes), float_softmax_layers, float_output_head)
+        return cls("int8", _default_float_scopes(float_scopes), float_softmax_layers, float_output_head,
+                   activation_ranges)
 
     @classmethod
     def create_dynamic_range(cls, float_scopes: tuple[str, ...] | None = None) -> "QuantizationConfig":
@@ -339,6 +349,12 @@ def _convert_in_this_process(model, quantization: QuantizationConfig, windows, p
     converter._experimental_calibrate_only = True  # pylint: disable=protected-access
     _stage("calibrating int8 (running the float model on the calibration windows)")
     calibrated = converter.convert()
+    details["activation_ranges"] = {"method": quantization.activation_ranges}
+    if quantization.activation_ranges == "mse":
+        from lean_export.calibration import narrow_activation_ranges
+
+        _stage("narrowing activation ranges (histograms of the calibration windows)")
+        calibrated, details["activation_ranges"] = narrow_activation_ranges(calibrated, windows, progress)
     names = _tensor_names(calibrated)
     denylisted = float_node_names(names, quantization.float_scopes)
     if quantization.float_scopes and not denylisted:
@@ -464,8 +480,8 @@ def _child_main(argv: list[str] | None = None) -> int:
     windows_path = args.scratch / "windows.npy"
     windows = np.load(windows_path) if windows_path.exists() else None
 
-    def progress(items):
-        return tqdm(items, desc="calibrating", unit="window", file=progress_stream, leave=False,
+    def progress(items, description="calibrating"):
+        return tqdm(items, desc=description, unit="window", file=progress_stream, leave=False,
                     disable=args.no_progress)
 
     try:

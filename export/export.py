@@ -354,6 +354,7 @@ def _verify(staged: Path, output: Path, run_dir: Path, config, quantization, det
         # Layers kept float: named scopes (the frontend), then int8's softmax layers (attention).
         "float_layers": list(quantization.float_scopes) + details.get("float_layers", []),
         "float_head": details.get("float_head", []),
+        "activation_ranges": details.get("activation_ranges"),
         "file_size_bytes": len(model_bytes),
         "file_size_mb": len(model_bytes) / 1e6,
         "size_breakdown": size_breakdown(model_bytes),

@@ -236,6 +236,15 @@ def _number(value, digits: int = 4) -> str:
     return str(value)
 
 
+def _ranges_text(ranges: dict | None) -> str:
+    if not ranges:
+        return "-"
+    if ranges["method"] != "mse":
+        return f"{ranges['method']} (the converter's calibrated min/max)"
+    return (f"mse: {ranges['narrowed']:,} of {ranges['tensors']:,} tensors narrowed (median "
+            f"{ranges['median_narrowing']}x, at most {ranges['max_narrowing']}x)")
+
+
 def render_markdown(report: dict) -> str:
     """The readable twin of the JSON report."""
     lines = [f"# Export report: {Path(report['model']).name}", ""]
@@ -253,6 +262,7 @@ def render_markdown(report: dict) -> str:
         f"| output head kept float | {len(report.get('float_head', []))} ops |",
         f"| other float ops | {len(report.get('float_ops_after_frontend', []))} |",
         f"| int8 ops inside the float layers | {len(report.get('int8_ops_in_float_layers', []))} |",
+        f"| int8 activation ranges | {_ranges_text(report.get('activation_ranges'))} |",
         f"| conversion | {_number(report.get('conversion_seconds'), 1)} s |",
         "",
     ]

@@ -134,6 +134,9 @@ def test_int8_export_passes_and_keeps_io_float(int8_export):
     hidden = [op for op in op_list(path.read_bytes()) if "/tiny_hidden" in op["output_name"]]
     assert [op["outputs"] for op in hidden] == [["int8"]]
     assert report["float_ops_after_frontend"] == []
+    ranges = report["activation_ranges"]
+    assert ranges["method"] == "mse" and 0 < ranges["narrowed"] <= ranges["tensors"]
+    assert "| int8 activation ranges | mse: " in path.with_suffix(".report.md").read_text()
     # The frontend reads the float waveform: the converter had quantized its crop of the
     # waveform (QUANTIZE -> int8 STRIDED_SLICE -> DEQUANTIZE) until export undid it.
     assert report["int8_ops_in_float_layers"] == []
