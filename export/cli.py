@@ -28,6 +28,7 @@ exit status: 0 exported and verified; 2 a usage or data problem, or the verifica
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from lean_export.calibration import METHODS as ACTIVATION_RANGE_METHODS
     from lean_export.export import (
         DEFAULT_CALIBRATION_WINDOWS,
         DEFAULT_HELD_OUT_WINDOWS,
@@ -54,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="with --int8, quantize everything after the frontend; by default layers "
                              "with a softmax (attention) and the output head stay float, because int8 "
                              "steps of 1/256 there cost mAP (see the report)")
-    parser.add_argument("--activation-ranges", choices=("mse", "minmax"), default="mse",
+    parser.add_argument("--activation-ranges", choices=ACTIVATION_RANGE_METHODS, default="mse",
                         help="with --int8, how each activation's int8 range is set: mse (default) "
                              "narrows the calibrated min/max to the range with the least int8 error, "
                              "minmax keeps the converter's min/max")

@@ -55,8 +55,9 @@ def filtered_native_stderr():
             os.close(saved)
             captured.seek(0)
             lines = captured.read().decode(errors="replace").splitlines(keepends=True)
-            kept = "".join(line for line in lines
-                           if (native_log_level(line) is None or native_log_level(line) >= level))
+            severities = [native_log_level(line) for line in lines]
+            kept = "".join(line for line, severity in zip(lines, severities)
+                           if severity is None or severity >= level)
             if kept:
                 sys.stderr.write(kept)
                 sys.stderr.flush()

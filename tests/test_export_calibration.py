@@ -39,12 +39,12 @@ def test_evenly_spread_values_keep_their_range_and_zero_stays_inside():
 
 
 @pytest.mark.slow
-def test_mse_ranges_bring_int8_closer_to_float_than_minmax():
+def test_mse_ranges_bring_int8_closer_to_float_than_minmax(tmp_path):
     import dataclasses
 
     import keras
 
-    from lean.inference import open_interpreter
+    from lean.inference import LiteRtPredictor
     from lean_export.convert import QuantizationConfig, build_serving_model, convert_model
 
     keras.utils.set_random_seed(0)
@@ -67,16 +67,10 @@ def test_mse_ranges_bring_int8_closer_to_float_than_minmax():
         quantization = dataclasses.replace(QuantizationConfig.create_full_integer(()), activation_ranges=method)
         model_bytes, details = convert_model(model, quantization, calibration)
         summaries[method] = details["activation_ranges"]
-        path = f"{method}.tflite"
-        with open(path, "wb") as handle:
-            handle.write(model_bytes)
-        interpreter = open_interpreter(path)
-        scores = []
-        for window in held_out:
-            interpreter.set_tensor(interpreter.get_input_details()[0]["index"], window[np.newaxis])
-            interpreter.invoke()
-            scores.append(interpreter.get_tensor(interpreter.get_output_details()[0]["index"])[0])
-        errors[method] = float(np.abs(np.asarray(scores) - reference).mean())
+        path = tmp_path / f"{method}.tflite"
+        path.write_bytes(model_bytes)
+        scores = LiteRtPredictor(path, labels=["a", "b", "c", "d"]).predict(held_out)
+        errors[method] = float(np.abs(scores - reference).mean())
     assert summaries["minmax"] == {"method": "minmax"}
     assert summaries["mse"]["method"] == "mse" and summaries["mse"]["narrowed"] >= 1
     assert summaries["mse"]["max_narrowing"] > 1.5

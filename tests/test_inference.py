@@ -132,4 +132,3 @@ def test_wrong_inputs_are_one_line_errors(models, tmp_path):
         load_predictor(tmp_path / "junk.tflite")
     with pytest.raises(LeanError, match="not a finished run directory"):
         load_predictor(tmp_path)
-
