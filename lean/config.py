@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,62 +18,68 @@ from lean.io import atomic_write_text
 
 
 @dataclass(frozen=True)
-class FrontendConfig:
-    """YAMNet's log-mel frontend (tensorflow/models research/audioset/yamnet params.py)."""
+class InputSpec:
+    """The audio a model takes: one window of `window_seconds` at `sample_rate`, `channels` wide.
+
+    A mono model's waveform input is [B, window_samples]; a multi-channel one's is
+    [B, window_samples, channels] (an exported file takes the same samples interleaved,
+    [1, window_samples * channels], as MediaPipe and Android deliver them).
+    """
 
     sample_rate: int = 16000
-    stft_window_seconds: float = 0.025
-    stft_hop_seconds: float = 0.010
-    mel_bands: int = 64
-    mel_min_hz: float = 125.0
-    mel_max_hz: float = 7500.0
-    log_offset: float = 0.001
-    patch_frames: int = 96
+    channels: int = 1
+    window_seconds: float = 1.0
+
+    def __post_init__(self):
+        from lean.errors import LeanError
+
+        if self.sample_rate <= 0 or self.channels <= 0 or not self.window_seconds > 0:
+            raise LeanError(f"invalid input spec: {self.sample_rate} Hz, {self.channels} channels, "
+                            f"{self.window_seconds} s windows (each must be positive)")
 
     @property
     def window_samples(self) -> int:
-        return int(round(self.sample_rate * self.stft_window_seconds))
+        """Samples per channel in one window."""
+        return int(round(self.window_seconds * self.sample_rate))
 
     @property
-    def hop_samples(self) -> int:
-        return int(round(self.sample_rate * self.stft_hop_seconds))
-
-    @property
-    def fft_length(self) -> int:
-        # YAMNet: the next power of two above the window (400 -> 512).
-        return 2 ** int(math.ceil(math.log2(self.window_samples)))
-
-    @property
-    def patch_bands(self) -> int:
-        return self.mel_bands
+    def shape(self) -> tuple[int, ...]:
+        """The waveform input's shape without the batch axis."""
+        if self.channels == 1:
+            return (self.window_samples,)
+        return (self.window_samples, self.channels)
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """One member of the model family, built by name through `lean.models.registry`."""
+    """One member of the model family, built by name through `lean.models.registry`.
+
+    Only what every model shares lives here; what a family needs beyond that is its `params`
+    dataclass, declared by its registry entry. `task`, `input` and `params` left as None take
+    the entry's defaults, so `ModelConfig(name="lean")` is a complete LEAN config.
+    """
 
     name: str = "lean"
     num_classes: int = 200
-    window_seconds: float = 1.0
-    frontend: FrontendConfig = field(default_factory=FrontendConfig)
-    # Right channel: YAMNet embedding -> Dense projection (E_yam).
-    projection_units: int = 256
-    # Left channel ("wave encoder"): waveform as (wave_frames, samples/wave_frames) -> BiLSTMs.
-    wave_frames: int = 40
-    lstm_units: int = 128
-    lstm_layers: int = 2
-    # Bahdanau cross attention width d.
-    attention_units: int = 128
-    # False: the YAMNet trunk is frozen (the paper); True: fine-tune it.
-    finetune_yamnet: bool = False
-    # Path of the official yamnet.h5 (or a TF Hub SavedModel dir) the trunk was loaded from.
-    yamnet_weights: Optional[str] = None
+    # multilabel: sigmoid outputs, BCE; single_label: softmax outputs, categorical CE.
+    task: Optional[str] = None
+    input: Optional[InputSpec] = None
+    # The family's params dataclass (a dict is converted by the registry entry).
+    params: Any = None
+    # True: pretrained parts (e.g. LEAN's YAMNet trunk) train too; False: frozen.
+    trainable_backbone: bool = False
     # True: the static-shape, TFLite-friendly build of the same model (same weights).
     export_ready: bool = False
 
+    def __post_init__(self):
+        from lean.models.registry import complete_model_config
+
+        for name, value in complete_model_config(self).items():
+            object.__setattr__(self, name, value)
+
     @property
     def window_samples(self) -> int:
-        return int(round(self.window_seconds * self.frontend.sample_rate))
+        return self.input.window_samples
 
 
 @dataclass(frozen=True)
@@ -123,11 +128,22 @@ def from_dict(cls: type, values: dict) -> Any:
         raise ValueError(f"unknown {cls.__name__} keys: {', '.join(unknown)}")
     kwargs = {}
     for name, value in values.items():
-        hint = hints[name]
-        if dataclasses.is_dataclass(hint) and isinstance(value, dict):
+        hint = _dataclass_hint(hints[name])
+        if hint is not None and isinstance(value, dict):
             value = from_dict(hint, value)
+        elif isinstance(value, list):
+            value = tuple(value)  # JSON has no tuples; frozen configs hold them
         kwargs[name] = value
+    # params is the family's own dataclass: ModelConfig resolves it from `name`.
     return cls(**kwargs)
+
+
+def _dataclass_hint(hint) -> Optional[type]:
+    """The dataclass a field holds (also through Optional[...]), else None."""
+    if dataclasses.is_dataclass(hint):
+        return hint
+    dataclass_args = [arg for arg in typing.get_args(hint) if dataclasses.is_dataclass(arg)]
+    return dataclass_args[0] if len(dataclass_args) == 1 else None
 
 
 def save_json(config: Any, path: str | Path) -> None:
@@ -139,7 +155,7 @@ def load_json(cls: type, path: str | Path) -> Any:
 
 
 __all__ = [
-    "FrontendConfig",
+    "InputSpec",
     "ModelConfig",
     "TrainConfig",
     "EvalConfig",

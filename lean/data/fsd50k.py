@@ -6,13 +6,11 @@ import csv
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Optional
 
-import numpy as np
-
+from lean.data.dataset import SPLITS, Clip, Dataset
 from lean.errors import LeanError
 
-SPLITS = ("train", "val", "eval")
 # Tried in this order when `<fname>.wav` is missing.
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3")
 # The real FSD50K download prefixes every folder with "FSD50K."; user datasets may not.
@@ -20,46 +18,6 @@ FOLDER_PREFIXES = ("", "FSD50K.")
 EVAL_SPLIT_VALUES = ("eval", "test", "")
 # How many problems one error message lists before it only counts the rest.
 MAX_LISTED_PROBLEMS = 20
-
-
-@dataclass(frozen=True)
-class Clip:
-    """One audio file and its labels (indices into the dataset's vocabulary)."""
-
-    fname: str
-    path: Path
-    label_indices: tuple[int, ...]
-    split: str
-
-
-@dataclass(frozen=True)
-class Dataset:
-    """A validated FSD50K-layout dataset; `clips(split)` lists the clips of train, val or eval."""
-
-    root: Path
-    labels: tuple[str, ...]
-    mids: tuple[str, ...]
-    clips_by_split: dict = field(repr=False)
-    has_eval: bool = True
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.labels)
-
-    def clips(self, split: str) -> list[Clip]:
-        if split not in SPLITS:
-            raise LeanError(f"unknown split '{split}': expected one of {', '.join(SPLITS)}")
-        if split == "eval" and not self.has_eval:
-            raise LeanError(f"{self.root}: no eval.csv in the ground-truth folder")
-        return list(self.clips_by_split[split])
-
-    def label_matrix(self, clips: Iterable[Clip]) -> np.ndarray:
-        """Multi-hot float32 targets [len(clips), num_classes] in vocabulary order."""
-        clips = list(clips)
-        matrix = np.zeros((len(clips), self.num_classes), dtype=np.float32)
-        for row, clip in enumerate(clips):
-            matrix[row, list(clip.label_indices)] = 1.0
-        return matrix
 
 
 @dataclass
@@ -79,6 +37,8 @@ class DatasetScan:
             labels=tuple(self.labels),
             mids=tuple(self.mids),
             clips_by_split={split: tuple(clips) for split, clips in self.clips_by_split.items()},
+            task="multilabel",
+            layout="fsd50k",
             has_eval=self.has_eval,
         )
 

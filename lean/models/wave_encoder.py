@@ -94,20 +94,21 @@ def build_wave_encoder(waveform, config: ModelConfig):
 
     Args:
         waveform: symbolic float32 [B, window_samples].
-        config: wave_frames, lstm_units, lstm_layers and export_ready are used.
+        config: its LeanParams' wave_frames, lstm_units, lstm_layers, and export_ready.
     Returns:
         h: [B, wave_frames, 2 * lstm_units] (paper: [B, 40, 256]).
     """
-    frame_samples = config.window_samples // config.wave_frames
+    params = config.params
+    frame_samples = config.window_samples // params.wave_frames
     # x has shape [B, 40, 400]: non-overlapping 25 ms frames.
-    x = keras.layers.Reshape((config.wave_frames, frame_samples), name="wave_frames")(waveform)
-    for index in range(1, config.lstm_layers + 1):
+    x = keras.layers.Reshape((params.wave_frames, frame_samples), name="wave_frames")(waveform)
+    for index in range(1, params.lstm_layers + 1):
         name = bilstm_layer_name(index)
         if config.export_ready:
-            x = UnrolledBiLSTM(config.lstm_units, name=name)(x)
+            x = UnrolledBiLSTM(params.lstm_units, name=name)(x)
         else:
             x = keras.layers.Bidirectional(
-                keras.layers.LSTM(config.lstm_units, return_sequences=True), name=name
+                keras.layers.LSTM(params.lstm_units, return_sequences=True), name=name
             )(x)
     return x
 

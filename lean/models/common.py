@@ -1,0 +1,28 @@
+"""What every family member shares at its two ends: the waveform input and the task's head."""
+
+from __future__ import annotations
+
+import keras
+
+from lean.config import ModelConfig
+from lean.tasks import task
+
+INPUT_NAME = "waveform"
+
+
+def waveform_input(config: ModelConfig):
+    """The model input `waveform`: float32 [B, *config.input.shape], B static 1 when export_ready."""
+    batch_size = 1 if config.export_ready else None
+    return keras.Input(config.input.shape, batch_size=batch_size, name=INPUT_NAME)
+
+
+def classifier_head(features, config: ModelConfig):
+    """features [B, D] -> probabilities float32 [B, num_classes]: sigmoid (multilabel) or
+    softmax (single_label) inside the model, named `logits` and `probabilities`."""
+    logits = keras.layers.Dense(config.num_classes, name="logits")(features)
+    # float32 even under mixed precision: the contract's output dtype.
+    return keras.layers.Activation(task(config.task).activation, name="probabilities",
+                                   dtype="float32")(logits)
+
+
+__all__ = ["INPUT_NAME", "classifier_head", "waveform_input"]
