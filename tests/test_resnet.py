@@ -1,0 +1,149 @@
+"""The ResNet family (paper 000): layer table, parameter counts, shapes, torchvision's padding."""
+
+import keras
+import numpy as np
+import pytest
+
+from lean.models.resnet import (RESNET_LAYER_TABLE, STAGE_STRIDES, STAGE_WIDTHS, ResNetParams,
+                                layout_of, resnet_features)
+
+# torchvision resnet18/34/50 with a 1-channel stem conv and a 2-class fc: their 1000-class
+# counts (11,689,512 / 21,797,672 / 25,557,032) less 6,272 stem weights and 511,974 or
+# 2,044,902 fc weights.
+TORCHVISION_TRAINABLE = {"resnet18": 11_171_266, "resnet34": 21_279_426, "resnet50": 23_505_858}
+# 10 s at a 10 ms hop: 1000 frames of 80 bands.
+FRAMES, BANDS = 1000, 80
+
+
+def _features_model(name, frames=FRAMES, num_classes=2, **params):
+    features = keras.Input((frames, BANDS), name="features")
+    pooled = resnet_features(features, layout_of(name), ResNetParams(**params))
+    return keras.Model(features, keras.layers.Dense(num_classes, name="logits")(pooled))
+
+
+def _trainable(model) -> int:
+    return sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+
+
+def _block_names(name):
+    layout = layout_of(name)
+    return [f"stage{stage}_block{block}" for stage, blocks in enumerate(layout.blocks, start=1)
+            for block in range(1, blocks + 1)]
+
+
+def _batch_norm_channels(name) -> int:
+    """Channels of every batch norm, counted from the layer table by hand."""
+    layout, channels, total = layout_of(name), 64, 64  # the stem's
+    for blocks, width, stride in zip(layout.blocks, STAGE_WIDTHS, STAGE_STRIDES):
+        out = width * layout.expansion
+        inner = 2 * width if layout.block == "basic" else 2 * width + out
+        for block in range(blocks):
+            # A shortcut conv + batch norm where the block changes the shape.
+            total += inner + (out if block == 0 and (stride != 1 or channels != out) else 0)
+            channels = out
+    return total
+
+
+@pytest.mark.parametrize("name", list(TORCHVISION_TRAINABLE))
+def test_parameter_counts_equal_torchvision(name):
+    model = _features_model(name)
+    assert _trainable(model) == TORCHVISION_TRAINABLE[name]
+    # Keras also counts batch norm's moving mean and variance (non-trainable).
+    assert model.count_params() == TORCHVISION_TRAINABLE[name] + 2 * _batch_norm_channels(name)
+
+
+@pytest.mark.parametrize("attention", ["se", "cbam", "ca"])
+def test_attention_sits_in_every_block_after_the_last_batch_norm(attention):
+    name = "resnet18"
+    plain, model = _features_model(name), _features_model(name, attention=attention)
+    added = 0
+    for block in _block_names(name):
+        layer = model.get_layer(f"{block}_attention")
+        assert layer.input._keras_history.operation.name == f"{block}_bn2"
+        add_inputs = model.get_layer(f"{block}_add").input
+        assert add_inputs[0]._keras_history.operation is layer
+        added += layer.count_params()
+    # test_conv_attention checks each module's count against its equations.
+    assert model.count_params() - plain.count_params() == added
+
+
+def test_bottleneck_attention_follows_the_third_batch_norm():
+    model = _features_model("resnet50", frames=64, attention="se")
+    layer = model.get_layer("stage3_block6_attention")
+    assert layer.input._keras_history.operation.name == "stage3_block6_bn3"
+    assert layer.input.shape[-1] == 1024
+
+
+def _expected_shapes(name):
+    """Output shapes [T, F, C] for a 10 s window, 1000 frames x 80 bands."""
+    expansion = layout_of(name).expansion
+    shapes = {"stem_relu": (500, 40, 64), "stem_pool": (250, 20, 64)}
+    sizes = [(250, 20), (125, 10), (63, 5), (32, 3)]
+    for block in _block_names(name):
+        stage = int(block[5]) - 1
+        shapes[f"{block}_out"] = (*sizes[stage], STAGE_WIDTHS[stage] * expansion)
+    return shapes
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet50"])
+def test_shapes_of_every_block_and_the_pooled_feature(name):
+    model = _features_model(name)
+    for layer, shape in _expected_shapes(name).items():
+        assert tuple(model.get_layer(layer).output.shape) == (None, *shape), layer
+    channels = 512 * layout_of(name).expansion
+    assert tuple(model.get_layer("frames").output.shape) == (None, 32, channels)
+    assert tuple(model.get_layer("temporal_pooling").output.shape) == (None, channels)
+
+
+def test_flattened_frequency_widens_the_frame_feature():
+    model = _features_model("resnet18", frequency="flatten", pooling="max")
+    # d = C F' = 512 x 3.
+    assert tuple(model.get_layer("frames").output.shape) == (None, 32, 1536)
+    assert tuple(model.get_layer("temporal_pooling").output.shape) == (None, 1536)
+    assert _trainable(model) == TORCHVISION_TRAINABLE["resnet18"] + 2 * 1024
+
+
+def _numpy_conv(x, kernel, stride, pad):
+    """Zero-padded cross-correlation as torchvision computes it: x [H, W, Cin], k [k, k, Cin, Cout]."""
+    k = kernel.shape[0]
+    x = np.pad(x, ((pad, pad), (pad, pad), (0, 0)))
+    rows, cols = (x.shape[0] - k) // stride + 1, (x.shape[1] - k) // stride + 1
+    out = np.zeros((rows, cols, kernel.shape[-1]))
+    for i in range(k):
+        for j in range(k):
+            window = x[i:i + stride * rows:stride, j:j + stride * cols:stride]
+            out += window @ kernel[i, j]
+    return out
+
+
+def test_strided_convs_pad_symmetrically_like_torchvision():
+    # Even sizes, where Keras "same" would pad differently.
+    model = _features_model("resnet18", frames=32)
+    image = np.random.default_rng(0).standard_normal((1, 32, BANDS)).astype(np.float32)
+    taps = ["stem_conv", "stage1_block2_out", "stage2_block1_conv1", "stage2_block1_shortcut_conv"]
+    outputs = dict(zip(taps, keras.Model(model.input, [model.get_layer(t).output
+                                                        for t in taps])(image)))
+    stem_kernel = model.get_layer("stem_conv").kernel.numpy()
+    np.testing.assert_allclose(outputs["stem_conv"][0], _numpy_conv(image[0, :, :, None],
+                                                                   stem_kernel, 2, 3),
+                               rtol=1e-4, atol=1e-4)
+    stage_input = outputs["stage1_block2_out"].numpy()[0]
+    for layer, pad in (("stage2_block1_conv1", 1), ("stage2_block1_shortcut_conv", 0)):
+        kernel = model.get_layer(layer).kernel.numpy()
+        np.testing.assert_allclose(outputs[layer][0], _numpy_conv(stage_input, kernel, 2, pad),
+                                   rtol=1e-4, atol=1e-4)
+
+
+def test_layer_table_rows():
+    assert RESNET_LAYER_TABLE["resnet18"].blocks == (2, 2, 2, 2)
+    assert RESNET_LAYER_TABLE["resnet50"].block == "bottleneck"
+    assert RESNET_LAYER_TABLE["resnet50"].blocks == RESNET_LAYER_TABLE["resnet34"].blocks
+
+
+def test_params_reject_unknown_choices():
+    from lean.errors import LeanError
+
+    with pytest.raises(LeanError, match="attention='eca'; expected one of none, se, cbam, ca"):
+        ResNetParams(attention="eca")
+    with pytest.raises(LeanError, match="cbam_kernel_size=4 must be odd"):
+        ResNetParams(cbam_kernel_size=4)
