@@ -12,14 +12,21 @@ changes; no conv biases. Feature maps are [B, T, F, C] (time, frequency, channel
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import keras
 
+from lean.config import InputSpec, ModelConfig
 from lean.errors import LeanError
+from lean.frontends import Spectrogram, SpectrogramConfig
+from lean.models.common import classifier_head, waveform_input
 from lean.models.conv_attention import ConvBlockAttention, CoordinateAttention, SqueezeExcitation
 from lean.models.pooling import TEMPORAL_POOLINGS, temporal_pooling
+from lean.models.registry import register
+
+# Paper 000's input: 16 kHz mono, clips of 10 s on average; one 10 s window per decision.
+RESNET_INPUT = InputSpec(sample_rate=16000, channels=1, window_seconds=10.0)
 
 
 @dataclass(frozen=True)
@@ -28,6 +35,7 @@ class ResNetLayout:
 
     block: Literal["basic", "bottleneck"]
     blocks: tuple[int, int, int, int]
+    description: str = ""
 
     @property
     def expansion(self) -> int:
@@ -39,10 +47,12 @@ class ResNetLayout:
 # each row are for 224 x 224 RGB and 1000 classes: parameters (torchvision's exact counts) and
 # multiply-adds (Table 1's "FLOPs"). Paper 000 uses resnet18 (student) and resnet50 (teacher).
 RESNET_LAYER_TABLE = {
-    #                       block         blocks per stage   params (1000 cls)  mult-adds
-    "resnet18": ResNetLayout("basic", (2, 2, 2, 2)),       # 11,689,512         1.8e9
-    "resnet34": ResNetLayout("basic", (3, 4, 6, 3)),       # 21,797,672         3.6e9
-    "resnet50": ResNetLayout("bottleneck", (3, 4, 6, 3)),  # 25,557,032         3.8e9
+    #                       block         blocks        params (1000 cls)  mult-adds
+    "resnet18": ResNetLayout("basic", (2, 2, 2, 2),       # 11,689,512         1.8e9
+                             "paper 000's student"),
+    "resnet34": ResNetLayout("basic", (3, 4, 6, 3)),      # 21,797,672         3.6e9
+    "resnet50": ResNetLayout("bottleneck", (3, 4, 6, 3),  # 25,557,032         3.8e9
+                             "paper 000's distillation teacher"),
 }
 # Stem: conv 7x7, stride 2, 64 channels; max pool 3x3, stride 2.
 STEM_CHANNELS, STEM_KERNEL, STEM_POOL = 64, 7, 3
@@ -60,6 +70,8 @@ _CONV_INIT = keras.initializers.VarianceScaling(2.0, "fan_out", "untruncated_nor
 class ResNetParams:
     """The ResNet family's params; defaults are paper 000's baseline (ResNet + average pooling)."""
 
+    # Paper 000: 80-band log filterbank, 20 ms window, 10 ms hop (Kaldi-style, kept float).
+    frontend: SpectrogramConfig = field(default_factory=SpectrogramConfig.kaldi_fbank)
     # Attention in every residual block, after its last batch norm and before the addition.
     attention: Literal["none", "se", "cbam", "ca"] = "none"
     # Pooling of the frame-level features over time (paper 000, Table I).
@@ -148,16 +160,18 @@ def resnet_frames(features, layout: ResNetLayout, params: ResNetParams):
     """The ResNet trunk and the frequency collapse: features -> frame-level features H.
 
     Args:
-        features: log filterbank tensor [B, T, F] (F static).
+        features: log filterbank tensor [B, T, F], or [B, T, F, channels] for multi-channel
+            audio (F static).
         layout: a row of RESNET_LAYER_TABLE.
         params: the family params (attention, frequency).
     Returns:
         Tensor [B, T', d] with T' = ceil(T / 32) and d = 512 * expansion ("mean") or that times
-        F' = ceil(F / 32) ("flatten"); e.g. 1000 x 80 -> [32, 512] for resnet18.
+        F' = ceil(F / 32) ("flatten"); e.g. 999 x 80 (10 s) -> [32, 512] for resnet18.
     """
-    frequencies = features.shape[-1]
-    # image has shape [B, T, F, 1].
-    image = keras.layers.Reshape((-1, frequencies, 1), name="image")(features)
+    image = features
+    if len(features.shape) == 3:
+        # image has shape [B, T, F, 1]: a 1-channel time-frequency image.
+        image = keras.layers.Reshape((-1, features.shape[2], 1), name="image")(features)
     # x has shape [B, T/2, F/2, 64] after the stem conv, [B, T/4, F/4, 64] after its pool.
     x = _conv_bn(image, STEM_CHANNELS, STEM_KERNEL, 2, "stem")
     # Zero padding equals torchvision's -inf padding here: the input is a ReLU output.
@@ -182,7 +196,7 @@ def resnet_features(features, layout: ResNetLayout, params: ResNetParams):
     """Features [B, T, F] -> clip-level feature h_utt [B, d]: the trunk, then pooling over time.
 
     Args:
-        features: log filterbank tensor [B, T, F] (F static).
+        features: log filterbank tensor [B, T, F] or [B, T, F, channels] (F static).
         layout: a row of RESNET_LAYER_TABLE.
         params: the family params.
     Returns:
@@ -200,12 +214,43 @@ def layout_of(name: str) -> ResNetLayout:
     return RESNET_LAYER_TABLE[name]
 
 
+def build_resnet(config: ModelConfig, load_pretrained: bool = True) -> keras.Model:
+    """Builds the ResNet family member `config.name` (a row of RESNET_LAYER_TABLE).
+
+    Args:
+        config: the model config; `config.params` a ResNetParams.
+        load_pretrained: unused (nothing is pretrained: paper 000 trains from scratch).
+    Returns:
+        keras.Model: waveform [B, samples] (or [B, samples, channels]) -> the float32
+        fbank frontend [B, T, 80(, channels)] -> ResNet -> pooling -> probabilities
+        [B, num_classes]. The export-ready build differs only in its static batch of 1.
+    """
+    del load_pretrained
+    waveform = waveform_input(config)
+    # features has shape [B, T, F(, channels)]: [B, 999, 80] for 10 s of 16 kHz mono.
+    features = Spectrogram(config.params.frontend, config.input.sample_rate)(waveform)
+    pooled = resnet_features(features, layout_of(config.name), config.params)
+    return keras.Model(waveform, classifier_head(pooled, config), name=config.name)
+
+
+for _name, _layout in RESNET_LAYER_TABLE.items():
+    register(
+        _name,
+        description=(f"{_name.replace('resnet', 'ResNet')} on an 80-band fbank; attention "
+                     f"none|se|cbam|ca, pooling average|max|attentive"
+                     + (f" ({_layout.description})" if _layout.description else "")),
+        params=ResNetParams, input=RESNET_INPUT, task="single_label",
+    )(build_resnet)
+
+
 __all__ = [
+    "RESNET_INPUT",
     "RESNET_LAYER_TABLE",
     "ResNetLayout",
     "ResNetParams",
     "STAGE_STRIDES",
     "STAGE_WIDTHS",
+    "build_resnet",
     "layout_of",
     "resnet_features",
     "resnet_frames",
