@@ -239,3 +239,20 @@ def test_params_from_the_command_line_and_config_json():
     with pytest.raises(LeanError, match="pooling='median'; expected one of average, max, "
                                         "attentive"):
         from_dict(ResNetParams, {"pooling": "median"})
+
+
+def test_every_conv_starts_from_its_own_random_weights():
+    model = _features_model("resnet18", 32)
+    kernels = [layer.kernel.numpy() for layer in model.layers
+               if isinstance(layer, keras.layers.Conv2D)]
+    by_shape = {}
+    for kernel in kernels:
+        by_shape.setdefault(kernel.shape, []).append(kernel)
+    # Stage 1 has four 3x3 64 -> 64 convs; no two may be equal.
+    assert len(by_shape[(3, 3, 64, 64)]) == 4
+    for same_shape in by_shape.values():
+        for i, first in enumerate(same_shape):
+            for second in same_shape[i + 1:]:
+                assert not np.allclose(first, second)
+    # Kaiming normal, fan_out: sd sqrt(2 / (k k C_out)).
+    assert np.std(by_shape[(3, 3, 512, 512)][0]) == pytest.approx(np.sqrt(2 / (9 * 512)), rel=0.02)

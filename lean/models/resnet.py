@@ -60,10 +60,15 @@ STEM_CHANNELS, STEM_KERNEL, STEM_POOL = 64, 7, 3
 STAGE_WIDTHS = (64, 128, 256, 512)
 STAGE_STRIDES = (1, 2, 2, 2)
 
-# torchvision's batch norm (PyTorch defaults: eps 1e-5, momentum 0.1 = Keras 0.9) and conv
-# initialisation (Kaiming normal, fan_out, ReLU gain).
+# torchvision's batch norm (PyTorch defaults: eps 1e-5, momentum 0.1 = Keras 0.9).
 _BN = {"epsilon": 1e-5, "momentum": 0.9}
-_CONV_INIT = keras.initializers.VarianceScaling(2.0, "fan_out", "untruncated_normal")
+
+
+def conv_initializer():
+    """torchvision's conv initialisation: Kaiming normal, fan_out, ReLU gain. A new instance per
+    layer: one unseeded Keras initializer called again returns the same values, which gave
+    every conv of one shape identical initial weights (and the int8 file shared their buffers)."""
+    return keras.initializers.VarianceScaling(2.0, "fan_out", "untruncated_normal")
 
 
 @dataclass(frozen=True)
@@ -128,7 +133,7 @@ def _conv_bn(x, filters: int, kernel: int, stride: int, name: str, suffix: str =
         x = keras.layers.ZeroPadding2D(kernel // 2, name=f"{name}_pad{suffix}")(x)
         padding = "valid"
     x = keras.layers.Conv2D(filters, kernel, strides=stride, padding=padding, use_bias=False,
-                            kernel_initializer=_CONV_INIT, name=f"{name}_conv{suffix}")(x)
+                            kernel_initializer=conv_initializer(), name=f"{name}_conv{suffix}")(x)
     x = keras.layers.BatchNormalization(**_BN, name=f"{name}_bn{suffix}")(x)
     if relu:
         x = keras.layers.ReLU(name=f"{name}_relu{suffix}")(x)
