@@ -172,7 +172,7 @@ def test_int8_export_passes_and_keeps_io_float(int8_export):
 @pytest.mark.slow
 def test_int8_report_numbers_match_an_independent_evaluation(int8_export, tiny_run, tmp_path_factory):
     from lean.data.audio import AudioCache
-    from lean.data.fsd50k import load_dataset
+    from lean.data import load_dataset
     from lean.evaluate import evaluate
     from lean.inference import load_predictor
     from lean_export.export import DEFAULT_HELD_OUT_WINDOWS, held_out_windows
@@ -294,7 +294,8 @@ def test_converter_crash_becomes_a_clear_error():
 
     from lean_export.convert import convert_model
 
-    # FACTS.md: int8 calibration of a Keras 3 LSTM (a WHILE loop) segfaults in the converter.
+    # Measured with TF 2.21: int8 calibration of a Keras 3 LSTM (a WHILE loop) segfaults in the
+    # converter.
     waveform = keras.Input((16000,), batch_size=1, name="waveform")
     frames = keras.layers.Reshape((40, 400))(waveform)
     scores = keras.layers.Dense(3, activation="sigmoid")(keras.layers.LSTM(4)(frames))
