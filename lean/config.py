@@ -159,6 +159,24 @@ def _dataclass_hint(hint) -> Optional[type]:
     return dataclass_args[0] if len(dataclass_args) == 1 else None
 
 
+def check_literal_fields(config: Any, context: str) -> None:
+    """Raises a LeanError when a `typing.Literal` field of a config dataclass holds a value
+    outside its choices (dataclasses do not check annotations; config.json may hold anything).
+
+    Args:
+        config: a dataclass instance.
+        context: what the error names first, e.g. "resnet params".
+    """
+    from lean.errors import LeanError
+
+    for name, hint in typing.get_type_hints(type(config)).items():
+        if typing.get_origin(hint) is typing.Literal:
+            value = getattr(config, name)
+            if value not in typing.get_args(hint):
+                raise LeanError(f"{context}: {name}={value!r}; expected one of "
+                                f"{', '.join(str(arg) for arg in typing.get_args(hint))}")
+
+
 def save_json(config: Any, path: str | Path) -> None:
     atomic_write_text(path, json.dumps(to_dict(config), indent=2, sort_keys=True) + "\n")
 
@@ -176,6 +194,7 @@ __all__ = [
     "RunConfig",
     "to_dict",
     "from_dict",
+    "check_literal_fields",
     "save_json",
     "load_json",
 ]

@@ -3,6 +3,7 @@ registry contract, both tasks, .keras round trip and export-ready parity."""
 
 import dataclasses
 import json
+import typing
 
 import keras
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 from lean.config import InputSpec, ModelConfig, RunConfig, from_dict, to_dict
 from lean.errors import LeanError
 from lean.models import registry
+from lean.models.pooling import TEMPORAL_POOLINGS
 from lean.models.resnet import (RESNET_LAYER_TABLE, STAGE_STRIDES, STAGE_WIDTHS, ResNetParams,
                                 layout_of, resnet_features)
 
@@ -239,6 +241,8 @@ def test_params_from_the_command_line_and_config_json():
     with pytest.raises(LeanError, match="pooling='median'; expected one of average, max, "
                                         "attentive"):
         from_dict(ResNetParams, {"pooling": "median"})
+    # The params' choices are the pooling module's.
+    assert typing.get_args(typing.get_type_hints(ResNetParams)["pooling"]) == TEMPORAL_POOLINGS
 
 
 def test_every_conv_starts_from_its_own_random_weights():

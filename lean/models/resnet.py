@@ -17,12 +17,12 @@ from typing import Literal
 
 import keras
 
-from lean.config import InputSpec, ModelConfig
+from lean.config import InputSpec, ModelConfig, check_literal_fields
 from lean.errors import LeanError
 from lean.frontends import Spectrogram, SpectrogramConfig
 from lean.models.common import classifier_head, waveform_input
 from lean.models.conv_attention import ConvBlockAttention, CoordinateAttention, SqueezeExcitation
-from lean.models.pooling import TEMPORAL_POOLINGS, temporal_pooling
+from lean.models.pooling import temporal_pooling
 from lean.models.registry import register
 
 # Paper 000's input: 16 kHz mono, clips of 10 s on average; one 10 s window per decision.
@@ -95,12 +95,7 @@ class ResNetParams:
     attentive_units: int = 128
 
     def __post_init__(self):
-        choices = {"attention": ("none", "se", "cbam", "ca"), "pooling": TEMPORAL_POOLINGS,
-                   "frequency": ("mean", "flatten")}
-        for key, allowed in choices.items():
-            if getattr(self, key) not in allowed:
-                raise LeanError(f"resnet params: {key}={getattr(self, key)!r}; expected one of "
-                                f"{', '.join(allowed)}")
+        check_literal_fields(self, "resnet params")
         for key in ("se_reduction", "cbam_reduction", "cbam_kernel_size", "ca_reduction",
                     "ca_min_channels", "attentive_units"):
             if getattr(self, key) < 1:
