@@ -19,6 +19,7 @@ from lean_export.verify import (
     float_ops_outside,
     int8_ops_inside,
     measure_latency,
+    multiply_accumulates,
     op_list,
     op_table,
     output_difference,
@@ -362,6 +363,7 @@ def _verify(staged: Path, output: Path, run_dir: Path, config, quantization, det
         "file_size_bytes": len(model_bytes),
         "file_size_mb": len(model_bytes) / 1e6,
         "size_breakdown": size_breakdown(model_bytes),
+        "multiply_accumulates": multiply_accumulates(model_bytes),
         "op_count": len(ops),
         "ops": op_table(ops),
         "float_ops_after_frontend": float_ops_outside(ops, details["float_nodes"])

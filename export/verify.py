@@ -297,6 +297,13 @@ def _ranges_text(ranges: dict | None) -> str:
             f"{ranges['median_narrowing']}x, at most {ranges['max_narrowing']}x)")
 
 
+def _macs_text(macs: dict | None) -> str:
+    if not macs:
+        return "-"
+    parts = ", ".join(f"{op} {count / 1e6:,.1f}M" for op, count in macs.items() if op != "total")
+    return f"{macs['total'] / 1e6:,.1f}M ({parts})"
+
+
 def render_markdown(report: dict) -> str:
     """The readable twin of the JSON report."""
     lines = [f"# Export report: {Path(report['model']).name}", ""]
@@ -310,6 +317,7 @@ def render_markdown(report: dict) -> str:
         f"| quantization | {report.get('quantization')} |",
         f"| file size | {report['file_size_bytes']:,} bytes ({report['file_size_mb']:.3f} MB) |",
         f"| ops | {report.get('op_count')} |",
+        f"| multiply-accumulates per window | {_macs_text(report.get('multiply_accumulates'))} |",
         f"| layers kept float | {', '.join(report.get('float_layers', [])) or 'none'} |",
         f"| output head kept float | {len(report.get('float_head', []))} ops |",
         f"| other float ops | {len(report.get('float_ops_after_frontend', []))} |",

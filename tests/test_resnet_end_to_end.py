@@ -86,6 +86,41 @@ def test_int8_export_uses_builtin_int8_ops_and_keeps_the_frontend_float(int8_exp
     assert metadata["num_labels"] == 10
 
 
+def _keras_multiply_accumulates(model) -> int:
+    """MACs of the Keras graph counted layer by layer: convs, dense layers, coordinate
+    attention's three 1x1 convs, and the fbank's DFT and filterbank matmuls."""
+    import keras
+
+    from lean.frontends import spectrogram_constants
+    from lean.models.conv_attention import CoordinateAttention
+
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            kh, kw, c_in, _ = layer.kernel.shape
+            total += int(np.prod(layer.output.shape[1:])) * kh * kw * c_in
+        elif isinstance(layer, keras.layers.Dense):
+            total += int(np.prod(layer.output.shape[1:])) * layer.kernel.shape[0]
+        elif isinstance(layer, CoordinateAttention):
+            _, t, f, c = layer.input.shape
+            total += 2 * (t + f) * c * layer.reduce_kernel.shape[1]
+        elif layer.name == "spectrogram":
+            constants = spectrogram_constants(layer.frontend_config, layer.sample_rate)
+            frames = layer.output.shape[1]
+            total += frames * (constants.analysis.size + constants.filterbank.size)
+    return total
+
+
+@pytest.mark.slow
+def test_report_counts_the_multiply_accumulates_of_the_keras_graph(int8_export, run_dir):
+    from lean.run import load_run
+
+    _, report = int8_export
+    macs = report["multiply_accumulates"]
+    assert macs["total"] == _keras_multiply_accumulates(load_run(run_dir).model)
+    assert set(macs) == {"CONV_2D", "FULLY_CONNECTED", "total"}
+
+
 @pytest.mark.slow
 def test_mediapipe_scores_equal_litert(int8_export, demo):
     from lean.data.audio import load_audio
