@@ -13,7 +13,7 @@ from lean.metrics import single_label_metrics
 from lean.models import registry
 from lean.models.cab_cnn import CONV_STAGES, DECIMATED_RATE, CabCnnParams, GroupedDense
 
-RATE = DECIMATED_RATE
+RATE = 16000  # the default input rate; the body runs at DECIMATED_RATE (4 kHz)
 
 
 def _config(seconds=1.0, num_classes=3, **changes) -> ModelConfig:
@@ -79,8 +79,9 @@ def test_parameter_count_follows_classes_and_classifiers(num_classes, classifier
 def test_shapes_through_the_network(seconds):
     """Static shapes of the export-ready build: each stage divides by its stride; 40 steps/s."""
     model = registry.build_model(_config(seconds, export_ready=True))
-    length = int(seconds * RATE)
-    assert tuple(model.inputs[0].shape) == (1, length)
+    assert tuple(model.inputs[0].shape) == (1, int(seconds * RATE))
+    length = int(seconds * DECIMATED_RATE)
+    assert tuple(model.get_layer("max_decimation").output.shape) == (1, length)
     for index, stage in enumerate(CONV_STAGES, start=1):
         assert tuple(model.get_layer(f"conv{index}").output.shape) == (1, length, stage.filters)
         length = -(-length // stage.stride)  # "same" pooling: ceil
@@ -190,6 +191,24 @@ def test_export_ready_copy_gives_the_same_scores(task_name):
                                    atol=1e-5)
 
 
+@pytest.mark.parametrize("rate, batch_length", [(16000, "shortest"), (22050, "window"),
+                                                (4000, "shortest")])
+def test_front_ops_z_normalise_then_max_decimate(rate, batch_length):
+    """Sec. 4: normalise by the mean and standard deviation, then the maximum of each of 4,000
+    sub-intervals per second (np.array_split's partition when the rate is not a multiple)."""
+    config = _config(2.0, params={"batch_length": batch_length}, input=InputSpec(rate, 1, 2.0))
+    model = registry.build_model(config)
+    waveform = np.random.default_rng(8).uniform(-0.3, 0.7, (2, 2 * rate)).astype(np.float32)
+    layer = "max_decimation" if rate != DECIMATED_RATE else "z_normalization"
+    decimated = keras.Model(model.input, model.get_layer(layer).output)(waveform).numpy()
+    for row in range(2):
+        x = waveform[row].astype(np.float64)
+        x = (x - x.mean()) / x.std()
+        expected = np.concatenate([[part.max() for part in np.array_split(second, DECIMATED_RATE)]
+                                   for second in np.split(x, 2)])
+        np.testing.assert_allclose(decimated[row], expected, atol=1e-5)
+
+
 def test_seconds_sets_the_window():
     assert ModelConfig(name="cab_cnn").input == InputSpec(RATE, 1, 30.0)
     params = registry.parse_param_overrides("cab_cnn", ["seconds=5"])
@@ -204,6 +223,8 @@ def test_seconds_sets_the_window():
     ({"params": {"seconds": -1.0}}, "seconds must be positive"),
     ({"params": {"classifiers": 0}}, "classifiers must be at least 1"),
     ({"input": InputSpec(RATE, 2, 1.0)}, "takes mono audio"),
+    ({"input": InputSpec(2000, 1, 1.0)}, "needs at least that"),
+    ({"input": InputSpec(22050, 1, 1.0)}, "use --param batch_length=window"),
 ])
 def test_bad_config_is_a_one_line_error(changes, message):
     with pytest.raises(LeanError, match=message):

@@ -1,6 +1,6 @@
 """CAB-CNN (Lu, Zhang, Nayak): a raw-waveform CNN with a classifier-attention block (ACB).
 
-The waveform, max-decimated to 4 kHz, goes through four Conv1D + MaxPool stages (Table 2) that
+The waveform, z-normalised and max-decimated to 4 kHz (float front ops), goes through four Conv1D + MaxPool stages (Table 2) that
 divide its length by 100, so the "distilled" representation a = [a_1 .. a_p] (eq. 1) has 40
 steps of 128 features per second of input. At every step the ACB runs n = 40 tiny classifiers,
 Dense(8, relu) - Dense(4, relu) - Dense(C, softmax), giving c_ti, and an attention unit,
@@ -22,6 +22,7 @@ from keras import ops
 
 from lean.config import InputSpec, ModelConfig
 from lean.errors import LeanError
+from lean.frontends import MaxDecimation, ZNormalization
 from lean.models.attention import MeanPooling
 from lean.models.common import OUTPUT_NAME, waveform_input
 from lean.models.registry import register
@@ -30,8 +31,8 @@ from lean.tasks import task
 # "For every second of the audio, we partition the audio into 4,000 sub-intervals and pick the
 # maximum element of each sub-interval" (Sec. 4, preprocessing).
 DECIMATED_RATE = 4000
-# Until the front ops (z-normalisation, max-decimation) are wired in, the body takes 4 kHz.
-DEFAULT_SAMPLE_RATE = DECIMATED_RATE
+# The paper does not state its recordings' rate; 16 kHz is what phones and MediaPipe deliver.
+DEFAULT_SAMPLE_RATE = 16000
 
 
 @dataclass(frozen=True)
@@ -165,10 +166,28 @@ def _check_config(config: ModelConfig) -> None:
     if config.input.channels != 1:
         raise LeanError(f"model {name!r} takes mono audio, not {config.input.channels} channels "
                         "(the data pipeline downmixes for a mono model)")
-    if config.input.sample_rate != DECIMATED_RATE:
-        # The z-normalisation and max-decimation front ops come with lean.frontends.
-        raise LeanError(f"model {name!r}: input at {config.input.sample_rate} Hz; this build "
-                        f"takes {DECIMATED_RATE} Hz only")
+    rate = config.input.sample_rate
+    if rate < DECIMATED_RATE:
+        raise LeanError(f"model {name!r}: input at {rate} Hz; it max-decimates to "
+                        f"{DECIMATED_RATE} Hz, so it needs at least that")
+    if params.batch_length == "shortest" and rate % DECIMATED_RATE:
+        # MaxDecimation needs a fixed length for a non-integer ratio (np.array_split's blocks).
+        raise LeanError(f"model {name!r}: batch_length=shortest trains on any length, which needs "
+                        f"an input rate that is a multiple of {DECIMATED_RATE} Hz, not {rate} Hz; "
+                        "use --param batch_length=window")
+
+
+def front_ops(waveform, sample_rate: int):
+    """Sec. 4's preprocessing as float layers: per-window z-normalisation, then the signed
+    maximum of each of 4,000 sub-intervals per second. waveform [B, samples] at `sample_rate`
+    -> [B, samples * 4000 / sample_rate] (whole sub-intervals)."""
+    # normalized has shape [B, samples].
+    normalized = ZNormalization(name="z_normalization")(waveform)
+    if sample_rate == DECIMATED_RATE:
+        return normalized
+    # decimated has shape [B, samples'] at 4 kHz.
+    return MaxDecimation(input_rate=sample_rate, output_rate=DECIMATED_RATE,
+                         name="max_decimation")(normalized)
 
 
 def conv_stack(samples):
@@ -238,8 +257,10 @@ def build_cab_cnn(config: ModelConfig, load_pretrained: bool = True) -> keras.Mo
     del load_pretrained
     _check_config(config)
     waveform = waveform_input(config, variable_length=config.params.batch_length == "shortest")
+    # decimated has shape [B, 4000 * seconds].
+    decimated = front_ops(waveform, config.input.sample_rate)
     # a has shape [B, 40 * seconds, 128].
-    a = conv_stack(waveform)
+    a = conv_stack(decimated)
     # c_t has shape [B, 40 * seconds, C].
     step_probabilities = classifier_attention_block(a, config)
     # probabilities has shape [B, C]: the unweighted average over t (float32, the contract's).
@@ -260,5 +281,6 @@ __all__ = [
     "classifier_attention_block",
     "conv_stack",
     "default_input",
+    "front_ops",
     "steps_per_second",
 ]
