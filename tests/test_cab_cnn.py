@@ -1,7 +1,8 @@
 """CAB-CNN: Table 2's shapes and parameter count, the ACB against NumPy, save/load, export parity,
-and the paper's metrics recomputed from its own confusion matrices."""
+the paper's metrics recomputed from its own confusion matrices, and train -> eval -> int8 export
+-> MediaPipe -> lean-bench host on clips of mixed lengths."""
 
-import dataclasses
+import json
 
 import keras
 import numpy as np
@@ -295,3 +296,77 @@ def test_float32_tflite_has_builtin_ops_only(tmp_path):
     interpreter.invoke()
     np.testing.assert_allclose(interpreter.get_tensor(out["index"]), model(waveform).numpy(),
                                atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory) -> dict:
+    """`lean train` of a 2 s CAB-CNN on clips of 1.5 to 5 s (44.1 kHz stereo, decoded to 16 kHz
+    mono): each clip's first 2 s, each batch cut to its shortest clip (the paper's rule)."""
+    from test_family_contract import write_stereo_esc50
+
+    from lean.cli import main
+
+    root = tmp_path_factory.mktemp("cab_cnn")
+    data = write_stereo_esc50(root / "data")
+    run_dir = root / "run"
+    argv = ["train", "--data", str(data), "--out", str(run_dir), "--model", "cab_cnn",
+            "--param", "seconds=2", "--fold", "2", "--epochs", "15", "--batch-size", "8",
+            "--lr", "1e-3", "--seed", "1", "--no-progress", "--cache-dir", str(root / "cache")]
+    assert main(argv) == 0
+    return {"root": root, "data": data, "run": run_dir}
+
+
+@pytest.mark.slow
+def test_train_eval_int8_export_mediapipe_and_bench(trained_run):
+    """A short real training beats chance on held-out clips; the int8 file keeps the front ops
+    and both softmax layers float, runs builtin ops only, and MediaPipe scores it as LiteRT."""
+    from mediapipe_support import assert_mediapipe_matches_litert
+
+    from lean.cli import main
+    from lean.data import load_dataset
+    from lean.data.audio import load_audio
+    from lean.inference import load_predictor
+    from lean_bench.host import run_host_benchmarks
+    from lean_export.export import export_run
+    from lean_export.metadata import read_metadata
+
+    root, data, run_dir = trained_run["root"], trained_run["data"], trained_run["run"]
+    predictor = load_predictor(run_dir)
+    # Trained on any length, evaluated on fixed 2 s windows at 16 kHz.
+    assert tuple(predictor.model.inputs[0].shape) == (None, None)
+    assert (predictor.window_samples, predictor.sample_rate) == (2 * RATE, RATE)
+    assert main(["eval", str(run_dir), "--data", str(data), "--json", str(root / "eval.json"),
+                 "--no-progress", "--cache-dir", str(root / "cache")]) == 0
+    report = json.loads((root / "eval.json").read_text())
+    assert report["task"] == "single_label" and report["num_clips"] == 12
+    # Three classes: chance is 1/3.
+    assert report["accuracy"] >= 0.75, report["confusion_matrix"]
+
+    output = root / "cab_int8.tflite"
+    export = export_run(run_dir, output, "int8", calibration_count=40, max_drop=0.25,
+                        latency_runs=50, progress=False)
+    assert export["passed"]
+    float_layers = export["float_layers"]
+    assert float_layers[:2] == ["z_normalization", "max_decimation"]
+    assert any("/attention_weights" in layer for layer in float_layers)
+    ops = export["ops"]
+    assert not any(row["op"].startswith("FLEX") or row["op"] in ("WHILE", "CUSTOM")
+                   for row in ops)
+    assert [row["outputs"] for row in ops if row["op"] == "CONV_2D"] == ["int8"]
+    assert any(row["op"] == "SOFTMAX" and row["outputs"] == "float32" for row in ops)
+    assert any(row["op"] == "BATCH_MATMUL" and row["outputs"] == "int8" for row in ops)
+    metadata = read_metadata(output)
+    assert (metadata["input"]["sample_rate"], metadata["input"]["channels"]) == (RATE, 1)
+    assert metadata["config"]["model"]["params"]["seconds"] == 2
+
+    clip = load_dataset(data, fold=2).clips("eval")[0]
+    audio = load_audio(clip.path, RATE)
+    probabilities = assert_mediapipe_matches_litert(output, audio, RATE, 2 * RATE,
+                                                    metadata["labels"])
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=0.01)
+
+    bench = run_host_benchmarks([str(output)], threads=[1], runs=20, warmup=2,
+                                data_dir=str(data))
+    row = bench["rows"][0]
+    assert row["task"] == "single_label" and row["median_ms"] > 0
+    assert row["accuracy"] == pytest.approx(export["quality"]["eval"]["exported"], abs=1e-12)
