@@ -210,6 +210,17 @@ def test_front_ops_z_normalise_then_max_decimate(rate, batch_length):
         np.testing.assert_allclose(decimated[row], expected, atol=1e-5)
 
 
+def test_weights_do_not_depend_on_seconds():
+    """A model trained at one length exports at another (the streaming note's 1 s variant):
+    every weight is copied by name; each step of the copy sees what the original's does."""
+    model = registry.build_model(_config(2.0))
+    _randomize(model)
+    one_second = registry.export_ready_copy(model, _config(1.0))
+    assert tuple(one_second.inputs[0].shape) == (1, RATE)
+    waveform = np.random.default_rng(9).standard_normal((1, RATE)).astype(np.float32)
+    np.testing.assert_allclose(one_second(waveform).numpy(), model(waveform).numpy(), atol=1e-5)
+
+
 def test_seconds_sets_the_window():
     assert ModelConfig(name="cab_cnn").input == InputSpec(RATE, 1, 30.0)
     params = registry.parse_param_overrides("cab_cnn", ["seconds=5"])
