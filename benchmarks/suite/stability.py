@@ -8,7 +8,9 @@ mean, standard deviation and minimum over the runs (Table 7's means, with their 
 
     python benchmarks/suite/stability.py --model cab_cnn --runs 8 --data DIR \
         [--param seconds=5 ...] [--epochs 30] [--batch-size 128] [--lr 1e-3] [--fold K] \
-        [--first-seed 0] [--out DIR] [--json OUT.json|-]
+        [--first-seed 0] [--out DIR] [--json OUT.json|-] [-- MORE LEAN TRAIN OPTIONS]
+
+Options after `--` go to every `lean train` unchanged (e.g. `-- --trainable-backbone`).
 
 Runs live in `--out/seed-S/` (default: a folder under the system's temporary directory); a
 finished run is not trained again, so an interrupted benchmark resumes where it stopped.
@@ -58,6 +60,7 @@ def run_seed(args, seed: int) -> dict:
             train += [f"--{option.replace('_', '-')}", str(value)]
     for assignment in args.param:
         train += ["--param", assignment]
+    train += args.train_options
     print(f"stability: seed {seed}: training {run_dir}", file=sys.stderr, flush=True)
     _lean(train)
     partial = run_dir / "eval.json.partial"
@@ -109,12 +112,11 @@ def markdown_table(summary: dict, title: str) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True, help="registered model name (`lean models`)")
     parser.add_argument("--data", required=True, type=Path, help="dataset folder (any layout)")
-    parser.add_argument("--runs", type=int, default=8, help="seeds to train")
-    parser.add_argument("--first-seed", type=int, default=0, help="seeds first..first+runs-1")
+    parser.add_argument("--runs", type=int, default=8, help="seeds to train (default 8)")
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds first..first+runs-1 (default 0)")
     parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                         help="family parameter for every run (repeatable)")
     parser.add_argument("--epochs", type=int, default=None, help="(default: lean train's)")
@@ -125,7 +127,10 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=None,
                         help="where the runs live (default: a temporary folder)")
     parser.add_argument("--json", default=None, help="write the summary as JSON ('-': stdout)")
+    parser.add_argument("train_options", nargs=argparse.REMAINDER,
+                        help="after --: more `lean train` options for every run")
     args = parser.parse_args(argv)
+    args.train_options = [option for option in args.train_options if option != "--"]
     if args.runs < 1:
         parser.error("--runs must be at least 1")
     if args.out is None:
@@ -134,9 +139,10 @@ def main(argv=None) -> int:
 
     results = {seed: run_seed(args, seed)
                for seed in range(args.first_seed, args.first_seed + args.runs)}
-    summary = {"model": args.model, "params": args.param, "data": str(args.data),
+    summary = {"model": args.model, "params": args.param, "train_options": args.train_options,
+               "data": str(args.data),
                "runs_dir": str(args.out), **summarize(results)}
-    title = f"{args.model} {' '.join(args.param)}".strip() + f", {args.runs} seeds"
+    title = " ".join([args.model, *args.param, *args.train_options]) + f", {args.runs} seeds"
     text = json.dumps(summary, indent=2) + "\n"
     if args.json == "-":
         sys.stdout.write(text)
