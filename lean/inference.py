@@ -97,9 +97,12 @@ class KerasPredictor(Predictor):
         import tensorflow as tf
 
         super().__init__(path, labels, input_spec, task, batch_size)
-        model_shape = tuple(int(n) for n in model.inputs[0].shape[1:])
-        if model_shape != input_spec.shape:
-            raise LeanError(f"{path}: the model takes windows {list(model_shape)}, its config "
+        # A model trained on any length (open time axis) gets the config's fixed windows.
+        taken = tuple(model.inputs[0].shape[1:])
+        model_shape = tuple(n if n is not None else want
+                            for n, want in zip(taken, input_spec.shape))
+        if len(taken) != len(input_spec.shape) or model_shape != input_spec.shape:
+            raise LeanError(f"{path}: the model takes windows {list(taken)}, its config "
                             f"says {list(input_spec.shape)}")
         output_classes = int(model.outputs[0].shape[-1])
         if output_classes != len(self.labels):

@@ -276,7 +276,7 @@ def _index_splits(dataset, cache, config: RunConfig, run_dir: Path, progress: bo
 
 def _fit(config: RunConfig, dataset, cache, indexes: dict, run_dir: Path, state: Optional[dict],
          options: dict, progress: bool) -> dict:
-    from lean.data.pipeline import build_window_dataset, steps_per_epoch
+    from lean.data.pipeline import build_window_dataset, steps_per_epoch, training_example_ids
     from lean.models.registry import build_model
     from lean.tasks import task
 
@@ -304,14 +304,21 @@ def _fit(config: RunConfig, dataset, cache, indexes: dict, run_dir: Path, state:
 
     global_batch = train_config.batch_size
     window_samples = config.model.window_samples
+    # A training build with an open time axis (waveform_input(variable_length=True)) trains on
+    # each clip's first window, each batch cut to its shortest clip; validation, like
+    # evaluation, always uses full windows.
+    clip_starts = model.inputs[0].shape[1] is None
+    if clip_starts:
+        _log("one example per clip: its first window (a shorter clip whole), each batch cut to "
+             "its shortest clip")
     train_data = build_window_dataset(
         indexes["train"], dataset, cache, window_samples, global_batch,
         shuffle_seed=train_config.seed, epochs=(first_epoch, train_config.epochs),
-        max_windows_per_epoch=options["max_windows_per_epoch"],
+        max_windows_per_epoch=options["max_windows_per_epoch"], clip_starts=clip_starts,
     )
     val_data = build_window_dataset(indexes["val"], dataset, cache, window_samples, global_batch)
-    steps = steps_per_epoch(indexes["train"].num_windows, global_batch,
-                            options["max_windows_per_epoch"])
+    steps = steps_per_epoch(len(training_example_ids(indexes["train"], clip_starts)),
+                            global_batch, options["max_windows_per_epoch"])
     callbacks = [EpochCheckpoint(run_dir, state, train_config.epochs, monitor),
                  *_tensorboard_callbacks(run_dir),
                  TqdmProgress(steps, train_config.epochs, state, monitor, enabled=progress)]

@@ -148,6 +148,15 @@ class WindowReader:
         labels = self.label_matrix[self.index.clip_of_window[window_ids]]
         return windows, labels
 
+    def read_clip_starts(self, window_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The clips' first `window_samples` (all of a shorter clip, unrepeated), every one cut
+        to the batch's shortest, with their targets."""
+        starts = [self._audio_of_clip(int(self.index.clip_of_window[window_id]))
+                  [:self.window_samples] for window_id in window_ids]
+        length = min(len(start) for start in starts)
+        windows = np.stack([np.asarray(start[:length], dtype=np.float32) for start in starts])
+        return windows, self.label_matrix[self.index.clip_of_window[window_ids]]
+
     def _window(self, audio: np.ndarray, position: int) -> np.ndarray:
         start = position * self.window_samples
         if start + self.window_samples <= len(audio):
@@ -158,11 +167,15 @@ class WindowReader:
 def build_window_dataset(index: WindowIndex, dataset: Dataset, cache: AudioCache,
                          window_samples: int, batch_size: int, shuffle_seed: Optional[int] = None,
                          epochs: Optional[tuple[int, int]] = None,
-                         max_windows_per_epoch: Optional[int] = None):
+                         max_windows_per_epoch: Optional[int] = None,
+                         clip_starts: bool = False):
     """A batched, prefetching tf.data pipeline of (windows, targets [B, C]).
 
     Windows are [B, window_samples] for a mono cache, [B, window_samples, channels] otherwise;
     targets are the dataset's label matrix rows (multi-hot, or one-hot for single-label).
+    With `clip_starts` each clip gives one example, its first `window_samples` (a shorter clip
+    whole), and each batch is cut to its shortest member ([B, shortest(, channels)]): how the
+    CAB-CNN paper trains on clips of any length, for a model whose time axis is open.
 
     Args:
         index: the split's windows (from `build_window_index`).
@@ -175,6 +188,7 @@ def build_window_dataset(index: WindowIndex, dataset: Dataset, cache: AudioCache
             order an uninterrupted one would have seen.
         epochs: (first, end) epoch numbers to generate when shuffling (training).
         max_windows_per_epoch: keep only this many windows of each epoch's permutation.
+        clip_starts: one example per clip, batches cut to their shortest (see above).
 
     Returns:
         `tf.data.Dataset` of `(windows, labels)` float32 batches.
@@ -183,27 +197,31 @@ def build_window_dataset(index: WindowIndex, dataset: Dataset, cache: AudioCache
 
     reader = WindowReader(index, cache, window_samples, dataset.label_matrix(index.clips))
     num_classes = dataset.num_classes
-    num_windows = index.num_windows
+    # The examples, as window ids: every window, or each clip's first.
+    example_ids = training_example_ids(index, clip_starts)
+    num_windows = len(example_ids)
     if num_windows == 0:
         raise LeanError(f"{dataset.root}: no usable windows in this split")
+    read = reader.read_clip_starts if clip_starts else reader.read
+    window_shape = (None, *reader.window_shape[1:]) if clip_starts else reader.window_shape
 
     def read_batch(window_ids):
         windows, labels = tf.numpy_function(
-            reader.read, [window_ids], (tf.float32, tf.float32), stateful=False
+            read, [window_ids], (tf.float32, tf.float32), stateful=False
         )
-        windows.set_shape([None, *reader.window_shape])
+        windows.set_shape([None, *window_shape])
         labels.set_shape([None, num_classes])
         return windows, labels
 
     if shuffle_seed is None:
-        ids = tf.data.Dataset.range(num_windows).batch(batch_size)
+        ids = tf.data.Dataset.from_tensor_slices(example_ids).batch(batch_size)
     else:
         first, end = epochs
         per_epoch = min(num_windows, max_windows_per_epoch or num_windows)
 
         def epoch_ids(epoch):
             order = tf.random.experimental.stateless_shuffle(
-                tf.range(num_windows, dtype=tf.int64),
+                tf.constant(example_ids),
                 seed=tf.stack([tf.cast(shuffle_seed, tf.int64), epoch]),
             )
             return tf.data.Dataset.from_tensor_slices(order[:per_epoch]).batch(batch_size)
@@ -216,6 +234,13 @@ def build_window_dataset(index: WindowIndex, dataset: Dataset, cache: AudioCache
         .prefetch(tf.data.AUTOTUNE)
         .with_options(options)
     )
+
+
+def training_example_ids(index: WindowIndex, clip_starts: bool = False) -> np.ndarray:
+    """Window ids of a split's training examples: all windows, or each clip's first window."""
+    if clip_starts:
+        return np.flatnonzero(index.window_in_clip == 0).astype(np.int64)
+    return np.arange(index.num_windows, dtype=np.int64)
 
 
 def steps_per_epoch(num_windows: int, batch_size: int,

@@ -30,21 +30,30 @@ class Entry:
     builder: Builder
     # The family's params dataclass (its defaults are the paper's values).
     params: type = NoParams
-    # The input the paper uses; a run may ask for another.
-    input: InputSpec = InputSpec()
+    # The input the paper uses; a run may ask for another. A function of the params when one of
+    # them sets it (CAB-CNN's `seconds` is its window), so that value has one source.
+    input: InputSpec | Callable[[object], InputSpec] = InputSpec()
     # The paper's task; every member builds for either (a dataset's layout picks it).
     task: str = "multilabel"
+
+    def default_input(self, params=None) -> InputSpec:
+        """The input a config with these params (default: the family's defaults) takes."""
+        if callable(self.input):
+            return self.input(params if params is not None else self.params())
+        return self.input
 
 
 _REGISTRY: dict[str, Entry] = {}
 
 
-def register(name: str, description: str, params: type = NoParams, input: InputSpec = InputSpec(),
+def register(name: str, description: str, params: type = NoParams,
+             input: InputSpec | Callable[[object], InputSpec] = InputSpec(),
              task: str = "multilabel") -> Callable[[Builder], Builder]:
     """Decorator adding a family member.
 
     `@register("lean", description="...", params=LeanParams, input=InputSpec(16000, 1, 1.0))`;
-    `params` is a frozen dataclass whose defaults are the paper's values.
+    `params` is a frozen dataclass whose defaults are the paper's values. `input` may be a
+    function `params -> InputSpec` when a family param sets the input (e.g. its window length).
     """
     if not dataclasses.is_dataclass(params):
         raise TypeError(f"model {name!r}: params must be a dataclass, not {params!r}")
@@ -100,7 +109,7 @@ def complete_model_config(config: ModelConfig) -> dict:
     elif not isinstance(params, family.params):
         raise LeanError(f"model {config.name!r} takes {family.params.__name__}, not "
                         f"{type(params).__name__}")
-    model_input = config.input if config.input is not None else family.input
+    model_input = config.input if config.input is not None else family.default_input(params)
     if isinstance(model_input, dict):
         model_input = InputSpec(**model_input)
     return {"task": task, "input": model_input, "params": params}
