@@ -732,16 +732,28 @@ class Spectrogram(_ConfiguredFrontend):
         return tf.signal.frame(x[..., :needed], framing.window, framing.hop)
 
     def call(self, waveform):
+        return self.log_energies(self.spectrum(waveform))
+
+    def spectrum(self, waveform):
+        """waveform [B, samples] -> power or magnitude spectrum [B, frames, used bins]
+        ([B, samples, channels] -> [B, channels, frames, used bins])."""
         import tensorflow as tf
 
-        cfg = self.frontend_config
-        constants = spectrogram_constants(cfg, self.sample_rate)
         multichannel = waveform.shape.rank == 3
         # x has shape [B, samples] or [B, channels, samples].
         x = tf.transpose(waveform, [0, 2, 1]) if multichannel else waveform
         # frames has shape [B, (channels,) frames, window].
         frames = self._framed(x)
-        spectrum = _spectrum(frames, cfg, self.framing, constants)
+        return _spectrum(frames, self.frontend_config, self.framing,
+                         spectrogram_constants(self.frontend_config, self.sample_rate))
+
+    def log_energies(self, spectrum):
+        """`spectrum`'s output -> log filterbank energies [B, frames, bands] (multi-channel:
+        [B, frames, bands, channels])."""
+        import tensorflow as tf
+
+        cfg = self.frontend_config
+        constants = spectrogram_constants(cfg, self.sample_rate)
         # energies has shape [B, (channels,) frames, bands].
         energies = tf.matmul(spectrum, tf.constant(constants.filterbank, name="filterbank"))
         if cfg.log_floor:
@@ -752,7 +764,7 @@ class Spectrogram(_ConfiguredFrontend):
         if cfg.mean_normalization:
             features = features - tf.reduce_mean(features, axis=-2, keepdims=True)
         # [B, channels, frames, bands] -> [B, frames, bands, channels].
-        return tf.transpose(features, [0, 2, 3, 1]) if multichannel else features
+        return tf.transpose(features, [0, 2, 3, 1]) if spectrum.shape.rank == 4 else features
 
     def compute_output_shape(self, input_shape):
         samples = input_shape[1]
@@ -1161,4 +1173,64 @@ class BackgroundSubtraction(Frontend):
                 "hop_seconds": self.hop_seconds}
 
 
-__all__ += ["BackgroundSubtraction", "BackgroundSubtractionConfig", "minimum_statistics_bias"]
+@keras.saving.register_keras_serializable(package="lean")
+class BackgroundSubtractedSpectrogram(Spectrogram):
+    """A `Spectrogram` of the background-subtracted spectrum, optionally beside the plain one.
+
+    waveform [B, samples] (mono) -> [B, frames, bands, 2] (channel 0 the plain log energies,
+    channel 1 those of the background-subtracted spectrum: Phan et al.'s two-channel input S)
+    or, with `keep_original=False`, [B, frames, bands] (the subtracted channel alone). One STFT
+    serves both channels. The subtraction (`BackgroundSubtraction`, minimum statistics after
+    Martin 2001) works on the power spectrum of every used FFT bin, before the filterbank; a
+    magnitude spectrum (log_gammatone) is squared for it and its square root taken after.
+    """
+
+    default_name = "background_subtracted_spectrogram"
+
+    def __init__(self, frontend_config: SpectrogramConfig | dict | None = None,
+                 sample_rate: int = 16000,
+                 background: BackgroundSubtractionConfig | dict | None = None,
+                 keep_original: bool = True, **kwargs):
+        super().__init__(frontend_config, sample_rate, **kwargs)
+        self.subtraction = BackgroundSubtraction(
+            background, hop_seconds=self.framing.hop / self.sample_rate,
+            name="background_subtraction")
+        self.keep_original = bool(keep_original)
+
+    def build(self, input_shape):
+        if len(input_shape) != 2 or input_shape[1] is None:
+            raise LeanError(f"{self.name}: expected a mono waveform [batch, samples] with a "
+                            f"fixed number of samples, got shape {tuple(input_shape)}")
+        super().build(input_shape)
+        frames = self.frontend_config.frames(input_shape[1], self.sample_rate)
+        constants = spectrogram_constants(self.frontend_config, self.sample_rate)
+        self.subtraction.build((input_shape[0], frames, constants.stop_bin - constants.first_bin))
+
+    def call(self, waveform):
+        # spectrum has shape [B, frames, used bins].
+        spectrum = self.spectrum(waveform)
+        if self.frontend_config.spectrum == "power":
+            subtracted = self.subtraction(spectrum)
+        else:
+            subtracted = ops.sqrt(self.subtraction(ops.square(spectrum)))
+        if not self.keep_original:
+            return self.log_energies(subtracted)
+        # [B, frames, bands, 2]: plain, then background-subtracted.
+        return ops.stack([self.log_energies(spectrum), self.log_energies(subtracted)], axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        shape = super().compute_output_shape(input_shape)
+        return (*shape, 2) if self.keep_original else shape
+
+    @classmethod
+    def default_config(cls) -> SpectrogramConfig:
+        return SpectrogramConfig.log_mel()
+
+    def get_config(self):
+        return {**super().get_config(),
+                "background": dataclasses.asdict(self.subtraction.config),
+                "keep_original": self.keep_original}
+
+
+__all__ += ["BackgroundSubtractedSpectrogram", "BackgroundSubtraction",
+            "BackgroundSubtractionConfig", "minimum_statistics_bias"]

@@ -1,21 +1,21 @@
 """Att-CRNN and its CNN baseline (Phan et al. 2019): shapes, parameter counts, the attention
 pooling against NumPy, the export build's parity and the .keras round trip."""
 
-import types
-
 import keras
 import numpy as np
 import pytest
 
-from lean.models.att_crnn import (AttCrnnParams, CrnnBaselineParams, att_crnn_body,
-                                  crnn_baseline_body)
+from lean.config import InputSpec, ModelConfig
+from lean.errors import LeanError
+from lean.models import registry
+from lean.models.att_crnn import spectrogram_config
 from lean.models.attention import AdditiveAttentionScore, SpatioTemporalPooling
-from lean.models.registry import load_model
 
-FEATURES_SHAPE = (80, 64, 2)  # T frames x M bands x K channels of a 2 s segment
+SEGMENT_SAMPLES = 44100  # 2 s at 22.05 kHz
 
 # Every tensor through the Att-CRNN for one 2 s segment, 19 classes (batch axis left out).
 ATT_CRNN_SHAPES = {
+    "waveform": (44100,), "spectrogram": (80, 64, 2),
     "conv1": (80, 64, 64), "conv1_bn": (80, 64, 64), "conv1_pool": (80, 16, 64),
     "conv2": (80, 16, 128), "conv2_pool": (80, 4, 128),
     "conv3": (80, 4, 256), "conv3_pool": (80, 1, 256),
@@ -39,14 +39,8 @@ ATT_CRNN_PARTS = {
 }
 
 
-def _config(params, num_classes=19, task="single_label", export_ready=False):
-    return types.SimpleNamespace(name="att_crnn", params=params, num_classes=num_classes,
-                                 task=task, export_ready=export_ready)
-
-
-def _body_model(body, config):
-    features = keras.Input(FEATURES_SHAPE, batch_size=1 if config.export_ready else None)
-    return keras.Model(features, body(features, config))
+def _model(name="att_crnn", num_classes=19, **config):
+    return registry.build_model(ModelConfig(name=name, num_classes=num_classes, **config))
 
 
 def _part(layer_name: str) -> str:
@@ -68,15 +62,49 @@ def _randomize(model, seed=1):
 
 @pytest.fixture(scope="module")
 def att_crnn():
-    model = _body_model(att_crnn_body, _config(AttCrnnParams()))
+    model = _model()
     _randomize(model)
     return model
 
 
 @pytest.fixture(scope="module")
-def features():
+def waveforms():
+    """Two 2 s segments: noise under a tone that starts half way."""
     rng = np.random.default_rng(0)
-    return rng.standard_normal((2, *FEATURES_SHAPE)).astype(np.float32)
+    t = np.arange(SEGMENT_SAMPLES) / 22050
+    tone = np.where(t > 1.0, 0.3 * np.sin(2 * np.pi * 440 * t), 0.0)
+    return (0.05 * rng.standard_normal((2, SEGMENT_SAMPLES)) + tone).astype(np.float32)
+
+
+def test_registry_entries():
+    for name in ("att_crnn", "crnn_baseline"):
+        entry = registry.entry(name)
+        assert entry.task == "single_label"
+        assert entry.input == InputSpec(sample_rate=22050, channels=1, window_seconds=2.0)
+    assert registry.entry("att_crnn").params().gru_units == 128
+    params = registry.parse_param_overrides(
+        "att_crnn", ["features=log_gammatone", "aux_channel=false", "background.alignment=causal",
+                     "high_hz=8000"])
+    assert (params.features, params.aux_channel, params.background.alignment, params.high_hz) \
+        == ("log_gammatone", False, "causal", 8000.0)
+    with pytest.raises(LeanError, match="gru_units"):
+        registry.parse_param_overrides("crnn_baseline", ["gru_units=64"])
+
+
+def test_the_framing_gives_exactly_80_frames():
+    spectrogram = spectrogram_config(registry.entry("att_crnn").params())
+    framing = spectrogram.framing(22050)
+    assert (framing.window, framing.hop, framing.fft_length) == (1102, 551, 2048)
+    # Centred frames without the last: N // hop = 80 (valid framing gives 79, centred 81).
+    assert spectrogram.padding == "center_drop_last"
+    assert spectrogram.frames(SEGMENT_SAMPLES, 22050) == 80
+
+
+def test_bad_configs_are_one_line_errors():
+    with pytest.raises(LeanError, match="bands=32"):
+        _model(params={"bands": 32})
+    with pytest.raises(LeanError, match="mono audio"):
+        _model(input=InputSpec(22050, 2, 2.0))
 
 
 def test_every_tensor_shape_of_a_2s_segment(att_crnn):
@@ -98,18 +126,22 @@ def test_parameter_count_exactly_and_by_part(att_crnn):
 
 
 def test_parameter_count_of_the_variants():
-    def count(body, params, **config):
-        return _body_model(body, _config(params, **config)).count_params()
+    def count(name="att_crnn", **config):
+        return _model(name, **config).count_params()
 
     # The CNN baseline: the same conv block and batch norm, then the classifier on 256 maxima.
-    baseline = count(crnn_baseline_body, CrnnBaselineParams())
+    baseline = count("crnn_baseline")
     assert baseline == ATT_CRNN_PARTS["conv"] + ATT_CRNN_PARTS["batch_norm"] + 256 * 19 + 19
     assert baseline == 215_123
     # A projection after each BiGRU adds one 256 x 256 + 256 Dense: 0.96 M.
-    assert count(att_crnn_body, AttCrnnParams(projection="each")) == 895_571 + 65_792
+    assert count(params={"projection": "each"}) == 895_571 + 65_792
+    # One input channel (no background subtraction): conv1 has 5 x 5 x 64 fewer weights.
+    assert count(params={"aux_channel": False}) == 895_571 - 5 * 5 * 64
+    assert count(params={"features": "log_gammatone"}) == 895_571
     # Multi-label: the same layers, a sigmoid instead of the softmax.
-    assert count(att_crnn_body, AttCrnnParams(), task="multilabel", num_classes=5) == \
-        895_571 - 14 * 257
+    multilabel = _model(task="multilabel", num_classes=5)
+    assert multilabel.count_params() == 895_571 - 14 * 257
+    assert multilabel.get_layer("probabilities").activation.__name__ == "sigmoid"
 
 
 def test_additive_scores_equal_numpy():
@@ -148,11 +180,11 @@ def test_spatio_temporal_pooling_equals_numpy():
                                rtol=1e-5)
 
 
-def test_the_network_pools_its_own_Z_like_numpy(att_crnn, features):
+def test_the_network_pools_its_own_Z_like_numpy(att_crnn, waveforms):
     """Inside the full network: x from Z and the two scorers' weights, computed in NumPy."""
     probe = keras.Model(att_crnn.input, [att_crnn.get_layer("projection").output,
                                           att_crnn.get_layer("attention_pooling").output])
-    z, pooled = (t.numpy() for t in probe(features))
+    z, pooled = (t.numpy() for t in probe(waveforms))
     w_t, b_t, u_t = att_crnn.get_layer("temporal_attention").get_weights()
     w_s, b_s, u_s = att_crnn.get_layer("spatial_attention").get_weights()
     for b in range(2):
@@ -164,28 +196,27 @@ def test_the_network_pools_its_own_Z_like_numpy(att_crnn, features):
     assert np.abs(pooled).max() < 0.05
 
 
-@pytest.mark.parametrize("body,params", [(att_crnn_body, AttCrnnParams()),
-                                         (crnn_baseline_body, CrnnBaselineParams())])
-def test_export_build_equals_the_training_build(body, params, features, att_crnn):
-    config = _config(params, num_classes=7)
-    model = _body_model(body, config)
+@pytest.mark.parametrize("name", ["att_crnn", "crnn_baseline"])
+def test_export_build_equals_the_training_build(name, waveforms):
+    config = ModelConfig(name=name, num_classes=7)
+    model = registry.build_model(config)
     _randomize(model, seed=4)
-    exported = _body_model(body, types.SimpleNamespace(**{**vars(config), "export_ready": True}))
-    source = {layer.name: layer for layer in model.layers}
-    for layer in exported.layers:
-        if layer.weights:
-            layer.set_weights(source[layer.name].get_weights())
-    if body is att_crnn_body:
+    exported = registry.export_ready_copy(model, config)
+    assert tuple(exported.input.shape) == (1, SEGMENT_SAMPLES)
+    if name == "att_crnn":
         assert type(exported.get_layer("bigru1")).__name__ == "UnrolledBiGRU"
-    expected = model(features).numpy()
+    expected = model(waveforms).numpy()
+    assert expected.shape == (2, 7)
+    np.testing.assert_allclose(expected.sum(axis=1), 1.0, rtol=1e-5)
     for row in range(2):
-        np.testing.assert_allclose(exported(features[row : row + 1]).numpy()[0], expected[row],
+        np.testing.assert_allclose(exported(waveforms[row : row + 1]).numpy()[0], expected[row],
                                    atol=2e-6)
 
 
-def test_keras_file_round_trip(tmp_path, att_crnn, features):
+def test_keras_file_round_trip(tmp_path, att_crnn, waveforms):
     path = tmp_path / "att_crnn.keras"
     att_crnn.save(path)
-    loaded = load_model(path)
-    np.testing.assert_array_equal(loaded(features).numpy(), att_crnn(features).numpy())
+    loaded = registry.load_model(path)
+    np.testing.assert_array_equal(loaded(waveforms).numpy(), att_crnn(waveforms).numpy())
     assert isinstance(loaded.get_layer("attention_pooling"), SpatioTemporalPooling)
+    assert loaded.get_layer("spectrogram").subtraction.config.alignment == "centred"

@@ -10,10 +10,12 @@ import keras
 
 from lean.config import InputSpec, ModelConfig
 from lean.errors import LeanError
-from lean.frontends import BackgroundSubtractionConfig
+from lean.frontends import (BackgroundSubtractedSpectrogram, BackgroundSubtractionConfig,
+                            Spectrogram, SpectrogramConfig)
 from lean.models.attention import AdditiveAttentionScore, SpatioTemporalPooling
-from lean.models.common import classifier_head
+from lean.models.common import classifier_head, waveform_input
 from lean.models.recurrent import bidirectional
+from lean.models.registry import register
 
 # The paper's input: 2 s segments of 22.05 kHz mono audio (LITIS Rouen, 30 s recordings).
 SCENE_INPUT = InputSpec(sample_rate=22050, channels=1, window_seconds=2.0)
@@ -42,14 +44,16 @@ CONV_BLOCK = (
 class CrnnBaselineParams:
     """The CNN baseline's params (paper values): features, auxiliary channel, conv block."""
 
-    # The time-frequency image: 64-band log-mel (50 Hz to Nyquist) or log-Gammatone.
+    # The time-frequency image: 64-band log-mel (50 Hz to Nyquist) or log-Gammatone
+    # (`SpectrogramConfig.log_mel` / `.log_gammatone` with these values).
     features: Literal["log_mel", "log_gammatone"] = "log_mel"
     bands: int = 64
-    min_hz: float = 50.0
+    low_hz: float = 50.0
     # None: the Nyquist frequency of the input (11025 Hz at 22.05 kHz), as in the paper.
-    max_hz: float | None = None
-    # 50 ms frames with 50 % overlap: 80 frames per 2 s segment.
-    frame_seconds: float = 0.05
+    high_hz: float | None = None
+    # 50 ms frames with 50 % overlap: centred frames without the last one, N // hop frames,
+    # 80 per 2 s segment (1102-sample window, hop 551).
+    window_seconds: float = 0.05
     hop_seconds: float = 0.025
     # The paper's second input channel: the same features of the background-subtracted
     # spectrum (minimum statistics, Martin 2001).
@@ -72,6 +76,30 @@ class AttCrnnParams(CrnnBaselineParams):
     projection: Literal["top", "each"] = "top"
     # Size of the temporal and spatial attention layers.
     attention_units: int = 64
+
+
+def spectrogram_config(params: CrnnBaselineParams) -> SpectrogramConfig:
+    """The spectrogram of `params.features` with the params' bands, edges and framing."""
+    named = SpectrogramConfig.log_mel if params.features == "log_mel" else \
+        SpectrogramConfig.log_gammatone
+    return named(bands=params.bands, window_seconds=params.window_seconds,
+                 hop_seconds=params.hop_seconds, low_hz=params.low_hz, high_hz=params.high_hz)
+
+
+def scene_features(waveform, config: ModelConfig):
+    """The float frontend: waveform [B, samples] -> image S [B, T, M, K].
+
+    K = 2 with the auxiliary channel (plain and background-subtracted log energies from one
+    STFT), else 1. For the paper's 2 s at 22.05 kHz: [B, 44100] -> [B, 80, 64, 2].
+    """
+    params = config.params
+    spectrogram, rate = spectrogram_config(params), config.input.sample_rate
+    if params.aux_channel:
+        return BackgroundSubtractedSpectrogram(spectrogram, rate, params.background,
+                                               name="spectrogram")(waveform)
+    # features has shape [B, T, M], then [B, T, M, 1].
+    features = Spectrogram(spectrogram, rate, name="spectrogram")(waveform)
+    return keras.layers.Reshape((*features.shape[1:], 1), name="spectrogram_channel")(features)
 
 
 def conv_block(features, params: CrnnBaselineParams):
@@ -158,6 +186,54 @@ def crnn_baseline_body(features, config: ModelConfig):
     return classifier_head(pooled, config)
 
 
+def _check_input(config: ModelConfig) -> None:
+    if config.input.channels != 1:
+        raise LeanError(f"model {config.name!r} takes mono audio, not {config.input.channels} "
+                        "channels (the data pipeline downmixes for a mono model)")
+
+
+@register(
+    "att_crnn",
+    description="Att-CRNN: log-mel + background-subtracted channel, CNN, 2 x BiGRU(128), "
+                "spatio-temporal attention pooling (Phan et al. 2019; 0.90M at 19 classes)",
+    params=AttCrnnParams, input=SCENE_INPUT, task="single_label",
+)
+def build_att_crnn(config: ModelConfig, load_pretrained: bool = True) -> keras.Model:
+    """Att-CRNN: waveform [B, 44100] (2 s at 22.05 kHz) -> probabilities [B, num_classes].
+
+    Args:
+        config: the model config with AttCrnnParams (export_ready: unrolled BiGRUs, batch 1).
+        load_pretrained: unused (nothing is pretrained).
+    Returns:
+        The Keras model.
+    """
+    _check_input(config)
+    waveform = waveform_input(config)
+    probabilities = att_crnn_body(scene_features(waveform, config), config)
+    return keras.Model(waveform, probabilities, name=config.name)
+
+
+@register(
+    "crnn_baseline",
+    description="the Att-CRNN paper's CNN baseline: the same conv block, global max pooling, "
+                "softmax (0.22M at 19 classes)",
+    params=CrnnBaselineParams, input=SCENE_INPUT, task="single_label",
+)
+def build_crnn_baseline(config: ModelConfig, load_pretrained: bool = True) -> keras.Model:
+    """The CNN baseline: waveform [B, 44100] -> probabilities [B, num_classes].
+
+    Args:
+        config: the model config with CrnnBaselineParams.
+        load_pretrained: unused (nothing is pretrained).
+    Returns:
+        The Keras model.
+    """
+    _check_input(config)
+    waveform = waveform_input(config)
+    probabilities = crnn_baseline_body(scene_features(waveform, config), config)
+    return keras.Model(waveform, probabilities, name=config.name)
+
+
 __all__ = [
     "AttCrnnParams",
     "CONV_BLOCK",
@@ -165,6 +241,10 @@ __all__ = [
     "CrnnBaselineParams",
     "SCENE_INPUT",
     "att_crnn_body",
+    "build_att_crnn",
+    "build_crnn_baseline",
     "conv_block",
     "crnn_baseline_body",
+    "scene_features",
+    "spectrogram_config",
 ]
