@@ -15,7 +15,7 @@ from lean.command_line import run_cli
 from lean.commands import data as data_command
 from lean.data.audio import load_audio
 from lean.data.demo import DEMO_CLASSES, SOUND_THEME_DIR, build_demo_dataset
-from lean.data.fsd50k import load_dataset
+from lean.data import load_dataset
 from lean.data.windows import aggregate_clip_scores, eval_windows, training_windows
 from lean.errors import LeanError
 from lean.metrics import multilabel_metrics

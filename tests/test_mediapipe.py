@@ -28,7 +28,7 @@ def int8_export(tmp_path_factory):
 def clip(tmp_path_factory) -> np.ndarray:
     """A 3.5 s demo clip: three full windows and a half one that MediaPipe zero-pads."""
     from lean.data.audio import load_audio
-    from lean.data.fsd50k import load_dataset
+    from lean.data import load_dataset
 
     dataset = load_dataset(support.demo_data(tmp_path_factory))
     audio = np.concatenate([load_audio(c.path) for c in dataset.clips("val")[:3]])
