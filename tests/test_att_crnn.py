@@ -220,3 +220,115 @@ def test_keras_file_round_trip(tmp_path, att_crnn, waveforms):
     np.testing.assert_array_equal(loaded(waveforms).numpy(), att_crnn(waveforms).numpy())
     assert isinstance(loaded.get_layer("attention_pooling"), SpatioTemporalPooling)
     assert loaded.get_layer("spectrogram").subtraction.config.alignment == "centred"
+
+
+def _small_config(seconds=0.5) -> ModelConfig:
+    """A small Att-CRNN for export tests: T = 20 frames (0.5 s), one BiGRU(32)."""
+    return ModelConfig(name="att_crnn", num_classes=3, input=InputSpec(22050, 1, seconds),
+                       params={"gru_units": 32, "gru_layers": 1, "attention_units": 8})
+
+
+@pytest.mark.slow
+def test_layer_probes_flag_a_fully_int8_attention_pooling(tmp_path):
+    """The export report's layer probes: with the pooling float (the default) its output follows
+    the float model; quantized as --int8-all does, its terms of about 1 / (64 x 20) round to 0
+    under TANH's 1/128 output step and the probe flags it."""
+    from lean_export.convert import QuantizationConfig, build_serving_model, convert_model
+    from lean_export.verify import layer_differences, op_list, probe_layer_names
+
+    config = _small_config()
+    model = registry.build_model(config)
+    _randomize(model, seed=5)
+    serving = build_serving_model(registry.export_ready_copy(model, config), config.input)
+    rng = np.random.default_rng(6)
+    t = np.arange(config.window_samples) / 22050
+    windows = (0.05 * rng.standard_normal((8, config.window_samples))
+               + 0.3 * np.sin(2 * np.pi * rng.uniform(200, 4000, (8, 1)) * t)).astype(np.float32)
+    default = QuantizationConfig.create_full_integer()
+    int8_all = QuantizationConfig.create_full_integer(float_softmax_layers=False,
+                                                      float_output_head=False)
+    for name, quantization, flagged in (("default", default, False), ("all", int8_all, True)):
+        model_bytes, _ = convert_model(serving, quantization, windows, progress=False)
+        path = tmp_path / f"{name}.tflite"
+        path.write_bytes(model_bytes)
+        ops = {op["op"] for op in op_list(model_bytes)}
+        assert not any(op.startswith(("FLEX", "CUSTOM")) or op == "WHILE" for op in ops)
+        names = probe_layer_names(model, model_bytes)
+        assert names == ["spectrogram", "attention_pooling"]
+        rows = {row["layer"]: row for row in layer_differences(model, path, windows, names)}
+        assert not rows["spectrogram"]["flagged"] and rows["spectrogram"]["relative"] < 1e-4
+        pooling = rows["attention_pooling"]
+        assert pooling["flagged"] is flagged, pooling
+        if flagged:
+            assert pooling["zeroed_fraction"] > 0.9
+        else:
+            assert pooling["dtype"] == "float32" and pooling["zeroed_fraction"] == 0.0
+            assert pooling["relative"] < 0.3
+
+
+@pytest.fixture(scope="module")
+def scene_run(tmp_path_factory):
+    """`lean train` of a small Att-CRNN (2 s, one BiGRU(16)) on three easy classes of stereo
+    44.1 kHz clips (downmixed and resampled at decoding): eval fold 2, val fold 3."""
+    from lean.cli import main
+    from test_family_contract import write_stereo_esc50
+
+    root = tmp_path_factory.mktemp("att_crnn_e2e")
+    data = write_stereo_esc50(root / "data")
+    params = ["gru_units=16", "gru_layers=1", "attention_units=16", "batch_norm_momentum=0.9"]
+    argv = ["train", "--data", str(data), "--out", str(root / "run"), "--model", "att_crnn",
+            *[arg for param in params for arg in ("--param", param)], "--fold", "2",
+            "--epochs", "4", "--batch-size", "8", "--lr", "3e-3", "--seed", "1",
+            "--no-progress", "--cache-dir", str(root / "cache")]
+    assert main(argv) == 0
+    return root, data
+
+
+@pytest.mark.slow
+def test_training_int8_export_mediapipe_and_fusion(scene_run):
+    import json
+
+    from lean.cli import main
+    from lean.data import load_dataset
+    from lean.data.audio import load_audio
+    from lean_export.export import export_run
+    from mediapipe_support import assert_mediapipe_matches_litert
+
+    root, data = scene_run
+    run_dir, cache = root / "run", ["--cache-dir", str(root / "cache"), "--no-progress"]
+    # Per recording (non-overlapping 2 s segments, log-sum) and per segment, beating chance.
+    assert main(["eval", str(run_dir), "--data", str(data), "--aggregation", "log_sum",
+                 "--window-hop", "1.0", "--json", str(root / "eval.json"), *cache]) == 0
+    report = json.loads((root / "eval.json").read_text())
+    assert report["aggregation"] == "log_sum" and report["window_hop_fraction"] == 1.0
+    assert report["accuracy"] >= 0.6 and report["segments"]["accuracy"] >= 0.6, report
+    assert {"macro_f1", "macro_precision"} <= set(report) and "macro_precision" in \
+        report["segments"]
+
+    # int8: builtin ops only, the frontend and the attention pooling float, the probes clean.
+    output = root / "att_crnn_int8.tflite"
+    export = export_run(run_dir, output, "int8", calibration_count=24, held_out_count=16,
+                        max_drop=0.34, progress=False)
+    assert export["passed"] and not export["warnings"]
+    ops = {row["op"] for row in export["ops"]}
+    assert not any(op.startswith(("FLEX", "CUSTOM")) or op == "WHILE" for op in ops)
+    assert export["float_layers"][0] == "spectrogram"
+    assert any("attention_pooling" in layer for layer in export["float_layers"])
+    assert any(row["op"] == "FULLY_CONNECTED" and row["outputs"] == "int8"
+               for row in export["ops"])  # the GRUs' matmuls
+    pooling = {row["layer"]: row for row in export["layer_probes"]}["attention_pooling"]
+    assert pooling["dtype"] == "float32" and not pooling["flagged"]
+
+    # MediaPipe's AudioClassifier scores an eval clip exactly as LiteRT does.
+    clip = load_dataset(data, fold=2).clips("eval")[0]
+    audio = load_audio(clip.path, 22050)
+    probabilities = assert_mediapipe_matches_litert(output, audio, 22050, SEGMENT_SAMPLES,
+                                                    load_dataset(data, fold=2).labels)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=0.02)
+
+    # Two models on the same data, posteriors multiplied: the Keras run and its int8 export.
+    assert main(["eval", "--fuse", str(run_dir), str(output), "--data", str(data),
+                 "--aggregation", "log_sum", "--json", str(root / "fused.json"), *cache]) == 0
+    fused = json.loads((root / "fused.json").read_text())
+    assert [member["model"] for member in fused["fused"]] == [str(run_dir), str(output)]
+    assert fused["accuracy"] >= 0.6
