@@ -13,7 +13,7 @@ from lean.errors import LeanError
 from lean.frontends import (BackgroundSubtractedSpectrogram, BackgroundSubtractionConfig,
                             Spectrogram, SpectrogramConfig)
 from lean.models.attention import AdditiveAttentionScore, SpatioTemporalPooling
-from lean.models.common import classifier_head, waveform_input
+from lean.models.common import check_mono, classifier_head, waveform_input
 from lean.models.recurrent import bidirectional
 from lean.models.registry import register
 
@@ -192,10 +192,11 @@ def crnn_baseline_body(features, config: ModelConfig):
     return classifier_head(pooled, config)
 
 
-def _check_input(config: ModelConfig) -> None:
-    if config.input.channels != 1:
-        raise LeanError(f"model {config.name!r} takes mono audio, not {config.input.channels} "
-                        "channels (the data pipeline downmixes for a mono model)")
+def _build(config: ModelConfig, body) -> keras.Model:
+    """waveform [B, samples] -> `scene_features` -> `body` -> probabilities [B, num_classes]."""
+    check_mono(config)
+    waveform = waveform_input(config)
+    return keras.Model(waveform, body(scene_features(waveform, config), config), name=config.name)
 
 
 @register(
@@ -213,10 +214,7 @@ def build_att_crnn(config: ModelConfig, load_pretrained: bool = True) -> keras.M
     Returns:
         The Keras model.
     """
-    _check_input(config)
-    waveform = waveform_input(config)
-    probabilities = att_crnn_body(scene_features(waveform, config), config)
-    return keras.Model(waveform, probabilities, name=config.name)
+    return _build(config, att_crnn_body)
 
 
 @register(
@@ -234,10 +232,7 @@ def build_crnn_baseline(config: ModelConfig, load_pretrained: bool = True) -> ke
     Returns:
         The Keras model.
     """
-    _check_input(config)
-    waveform = waveform_input(config)
-    probabilities = crnn_baseline_body(scene_features(waveform, config), config)
-    return keras.Model(waveform, probabilities, name=config.name)
+    return _build(config, crnn_baseline_body)
 
 
 __all__ = [
