@@ -197,14 +197,20 @@ def layer_output_tensor(ops: list[dict], layer: str, shape: tuple[int, ...]) -> 
     for op in ops:
         for index in op["input_indices"]:
             consumers.setdefault(index, []).append(op)
+
+    def leaves(index: int) -> bool:
+        readers = consumers.get(index, [])
+        if not readers:
+            return True  # a graph output
+        return any(leaves(reader["output_indices"][0]) if reader["op"] == "QUANTIZE"
+                   else not in_layer_scope(reader["output_name"], layer) for reader in readers)
+
     found = None
     for op in ops:
         if op["op"] == "QUANTIZE" or not in_layer_scope(op["output_name"], layer):
             continue
         index = op["output_indices"][0]
-        readers = consumers.get(index, [])
-        leaves = not readers or any(not in_layer_scope(r["output_name"], layer) for r in readers)
-        if leaves and op.get("output_shape") in (None, list(shape)):
+        if leaves(index) and op.get("output_shape") in (None, list(shape)):
             found = index
     return found
 
