@@ -16,13 +16,16 @@ from lean.run import CONFIG_FILE, LABELS_FILE, load_run, read_run_config
 from lean_export.convert import QuantizationConfig, build_serving_model, convert_model
 from lean_export.metadata import AssociatedFile, AudioClassifierInfo, add_metadata, read_metadata
 from lean_export.verify import (
+    PROBE_WINDOWS,
     float_ops_outside,
     int8_ops_inside,
+    layer_differences,
     measure_latency,
     multiply_accumulates,
     op_list,
     op_table,
     output_difference,
+    probe_layer_names,
     size_breakdown,
     write_report,
 )
@@ -371,6 +374,11 @@ def _verify(staged: Path, output: Path, run_dir: Path, config, quantization, det
         "int8_ops_in_float_layers": int8_ops_inside(ops, details["float_nodes"]),
         "export_ready_parity": parity,
         "output_difference": output_difference(float_scores, exported_scores),
+        # The frontends' and attention layers' own outputs, float vs exported: an int8 underflow
+        # inside the model shows (and is flagged) here even where the scores hide it.
+        "layer_probes": layer_differences(
+            float_predictor.model, staged, held_out[:PROBE_WINDOWS],
+            probe_layer_names(float_predictor.model, model_bytes)),
         "metadata": {
             **{key: metadata[key] for key in ("name", "version", "author", "license", "min_parser_version",
                                              "input", "output")},
@@ -385,6 +393,11 @@ def _verify(staged: Path, output: Path, run_dir: Path, config, quantization, det
         "code_version": metadata["version"],
         "failures": [],
     }
+    report["warnings"] = [
+        f"layer {row['layer']}: exported output differs from float by {row['relative']:.0%} of "
+        f"its largest value and {row['zeroed_fraction']:.0%} of its non-zero values became 0 "
+        "(an int8 underflow or saturation; keep the layer float)"
+        for row in report["layer_probes"] if row.get("flagged")]
     if report["int8_ops_in_float_layers"]:
         report["failures"].append(
             f"{len(report['int8_ops_in_float_layers'])} ops of the float layers were quantized to int8 "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 from collections import Counter
@@ -204,6 +205,149 @@ def output_difference(reference: np.ndarray, candidate: np.ndarray) -> dict:
     }
 
 
+# A probed layer is flagged when its exported output is this far from the float one: the largest
+# difference over the largest float value, or the share of its non-zero float values that the
+# exported model makes exactly 0 (an int8 underflow: Att-CRNN's pooled feature, whose terms of
+# about 5e-5 all round to 0 under TANH's fixed 1/128 output step, gives 1.0 for both).
+PROBE_FLAG_RELATIVE = 0.5
+PROBE_FLAG_ZEROED = 0.5
+PROBE_WINDOWS = 16
+
+
+def in_layer_scope(tensor_name: str, layer: str) -> bool:
+    """Whether a TFLite tensor name lies under the Keras layer `layer`: one of its path parts
+    (of any of its ';'-fused op names) is `layer` or `layer_N`."""
+    scope = re.compile(re.escape(layer) + r"(_\d+)?")
+    return any(scope.fullmatch(part) for fused in tensor_name.split(";") for part in fused.split("/"))
+
+
+def probe_layer_names(model, model_bytes: bytes) -> list[str]:
+    """The layers whose outputs the report compares between the float model and the export: the
+    frontends (kept float) and every layer that holds a SOFTMAX op (attention, kept float unless
+    --int8-all), in model order; the layer that makes the model's output is left out (the
+    output difference covers it)."""
+    from lean.frontends import float_layer_names
+
+    softmax_names = [op["output_name"] for op in op_list(model_bytes) if op["op"] == "SOFTMAX"]
+    frontends = float_layer_names(model)
+    output_ids = {id(tensor) for tensor in model.outputs}
+    names = []
+    for layer in model.layers:
+        if id(layer.output) in output_ids:
+            continue
+        if layer.name in frontends or any(in_layer_scope(name, layer.name)
+                                          for name in softmax_names):
+            names.append(layer.name)
+    return names
+
+
+def layer_output_tensor(ops: list[dict], layer: str, shape: tuple[int, ...]) -> int | None:
+    """Index of the tensor that carries `layer`'s output in a TFLite graph: made by an op under
+    the layer's name, read by an op outside it (or a graph output), of `shape`; a QUANTIZE's
+    int8 copy is passed over for the value it copies. None when the converter fused it away."""
+    consumers: dict[int, list[dict]] = {}
+    for op in ops:
+        for index in op["input_indices"]:
+            consumers.setdefault(index, []).append(op)
+
+    def leaves(index: int) -> bool:
+        readers = consumers.get(index, [])
+        if not readers:
+            return True  # a graph output
+        return any(leaves(reader["output_indices"][0]) if reader["op"] == "QUANTIZE"
+                   else not in_layer_scope(reader["output_name"], layer) for reader in readers)
+
+    found = None
+    for op in ops:
+        if op["op"] == "QUANTIZE" or not in_layer_scope(op["output_name"], layer):
+            continue
+        index = op["output_indices"][0]
+        if leaves(index) and op.get("output_shape") in (None, list(shape)):
+            found = index
+    return found
+
+
+def layer_differences(model, model_path: str | Path, windows: np.ndarray,
+                      layer_names: list[str]) -> list[dict]:
+    """Float (Keras) vs exported (LiteRT) outputs of named layers, on the same windows.
+
+    Args:
+      model: the float Keras model the export was made from (layer names as in the export).
+      model_path: the exported .tflite.
+      windows: float32 [N, window_samples] or [N, window_samples, channels].
+      layer_names: the layers to compare (`probe_layer_names`).
+    Returns:
+      One row per layer: `layer`, `tensor` (its TFLite name, None when fused away), `dtype` of
+      the exported tensor, `max_abs_diff`, `float_max_abs`, `relative` (their ratio),
+      `zeroed_fraction` (non-zero float values that are exactly 0 exported) and `flagged`.
+      Intermediate tensors are read with LiteRT's reference kernels (XNNPACK keeps its own),
+      so values can differ from the delegated run by an int8 rounding step.
+    """
+    import keras
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    if not layer_names:
+        return []
+    probe = keras.Model(model.inputs, [model.get_layer(name).output for name in layer_names])
+    expected = probe.predict(windows, verbose=0, batch_size=len(windows))
+    expected = expected if isinstance(expected, list) else [expected]
+    model_bytes = Path(model_path).read_bytes()
+    ops = op_list(model_bytes)
+    shapes = _tensor_shapes(model_bytes)
+    for op in ops:
+        op["output_shape"] = shapes[op["output_indices"][0]] if op["output_indices"] else None
+    interpreter = Interpreter(
+        model_path=str(model_path), experimental_preserve_all_tensors=True,
+        experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    interpreter.allocate_tensors()
+    details = {item["index"]: item for item in interpreter.get_tensor_details()}
+    tensors = [layer_output_tensor(ops, name, (1, *values.shape[1:]))
+               for name, values in zip(layer_names, expected)]
+    exported = [[] for _ in layer_names]
+    input_index = interpreter.get_input_details()[0]["index"]
+    for window in windows:
+        interpreter.set_tensor(input_index, window.reshape(1, -1).astype(np.float32))
+        interpreter.invoke()
+        for values, index in zip(exported, tensors):
+            if index is not None:
+                values.append(_dequantized(interpreter.get_tensor(index), details[index]))
+    rows = []
+    for name, index, reference, values in zip(layer_names, tensors, expected, exported):
+        row = {"layer": name, "tensor": None if index is None else details[index]["name"]}
+        if index is not None:
+            reference = np.asarray(reference, np.float64)
+            values = np.concatenate(values).reshape(reference.shape)
+            float_max = float(np.abs(reference).max())
+            difference = float(np.abs(values - reference).max())
+            nonzero = reference != 0
+            zeroed = float((values[nonzero] == 0).mean()) if nonzero.any() else 0.0
+            relative = difference / float_max if float_max > 0 else 0.0
+            row.update(dtype=np.dtype(details[index]["dtype"]).name, max_abs_diff=difference,
+                       float_max_abs=float_max, relative=relative, zeroed_fraction=zeroed,
+                       flagged=relative > PROBE_FLAG_RELATIVE or zeroed > PROBE_FLAG_ZEROED)
+        rows.append(row)
+    return rows
+
+
+def _tensor_shapes(model_bytes: bytes) -> list[list[int]]:
+    from ai_edge_litert import schema_py_generated as schema
+
+    graph = schema.Model.GetRootAs(model_bytes, 0).Subgraphs(0)
+    return [graph.Tensors(i).ShapeAsNumpy().tolist() if graph.Tensors(i).ShapeLength() else []
+            for i in range(graph.TensorsLength())]
+
+
+def _dequantized(values: np.ndarray, detail: dict) -> np.ndarray:
+    """A tensor's values as float64: int8/int16/int32 through its scale and zero point."""
+    values = np.asarray(values)
+    if values.dtype.kind in "iu":
+        scales = detail["quantization_parameters"]["scales"]
+        zero_points = detail["quantization_parameters"]["zero_points"]
+        if len(scales) == 1:
+            return (values.astype(np.float64) - zero_points[0]) * scales[0]
+    return values.astype(np.float64)
+
+
 def measure_latency(model_path: str | Path, threads: int = 1, runs: int = LATENCY_RUNS) -> dict:
     """Host latency and peak memory of one model, measured in a fresh process.
 
@@ -309,6 +453,8 @@ def render_markdown(report: dict) -> str:
     lines = [f"# Export report: {Path(report['model']).name}", ""]
     status = "PASSED" if report.get("passed") else "FAILED"
     lines += [f"**{status}**" + (": " + "; ".join(report["failures"]) if report.get("failures") else ""), ""]
+    lines += [f"**Warning**: {warning}" for warning in report.get("warnings", [])]
+    lines += [""] if report.get("warnings") else []
     lines += [
         "| | |",
         "|---|---|",
@@ -337,6 +483,22 @@ def render_markdown(report: dict) -> str:
         if difference:
             lines.append(f"| Keras float vs TFLite | {difference['windows']} | "
                          f"{_number(difference['max_abs_diff'])} | {_number(difference['mean_abs_diff'])} |")
+        lines.append("")
+    if report.get("layer_probes"):
+        lines += ["## Layers float vs exported (frontends and attention, held-out windows)", "",
+                  f"Flagged when the largest difference exceeds {PROBE_FLAG_RELATIVE:.0%} of the "
+                  f"largest float value or more than {PROBE_FLAG_ZEROED:.0%} of the non-zero "
+                  "float values are exactly 0 in the export.", "",
+                  "| layer | exported tensor | dtype | max abs diff | float max abs | relative | "
+                  "zeroed | flag |", "|---|---|---|---|---|---|---|---|"]
+        for row in report["layer_probes"]:
+            if row["tensor"] is None:
+                lines.append(f"| {row['layer']} | not in the graph (fused away) | | | | | | |")
+                continue
+            lines.append(f"| {row['layer']} | `{row['tensor']}` | {row['dtype']} | "
+                         f"{_number(row['max_abs_diff'])} | {_number(row['float_max_abs'])} | "
+                         f"{row['relative']:.1%} | {row['zeroed_fraction']:.0%} | "
+                         f"{'**UNDERFLOW?**' if row['flagged'] else 'ok'} |")
         lines.append("")
     if report.get("quality"):
         metric = next(iter(report["quality"].values()))["metric"]

@@ -96,9 +96,36 @@ def score_windows(predictor, decoded: Iterable, hop_fraction: float, total: Opti
     )
 
 
+def fuse_scores(scores: list[np.ndarray], task: str) -> np.ndarray:
+    """Multiplies the posteriors of several models for the same windows (Phan et al.'s fusion
+    of log-mel and log-Gammatone systems), renormalised.
+
+    single_label: p ~ prod_m p_m over the classes (a softmax of the summed log-probabilities);
+    multilabel: per class, the binary posteriors combined, prod_m p_m / (prod_m p_m +
+    prod_m (1 - p_m)). Probabilities are clipped to [1e-7, 1 - 1e-7] first, so one model's 0
+    cannot veto a class outright.
+
+    Args:
+        scores: each model's probabilities [N, C], rows for the same windows.
+        task: single_label or multilabel.
+    Returns:
+        float64 [N, C].
+    """
+    from lean.data.windows import LOGIT_EPSILON
+
+    stacked = np.clip(np.stack([np.asarray(s, np.float64) for s in scores]), LOGIT_EPSILON,
+                      1.0 - LOGIT_EPSILON)
+    log_sum = np.log(stacked).sum(axis=0)
+    if task == "multilabel":
+        # log-odds add: sigmoid(sum_m logit p_m).
+        return 1.0 / (1.0 + np.exp(np.log1p(-stacked).sum(axis=0) - log_sum))
+    shifted = np.exp(log_sum - log_sum.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
 def evaluate(predictor, dataset, split: str, eval_config: EvalConfig = EvalConfig(),
              cache=None, on_bad_audio: str = "skip", plots_dir: Optional[str | Path] = None,
-             progress: bool = True, keep_scores: bool = False) -> dict:
+             progress: bool = True, keep_scores: bool = False, fuse_with: tuple = ()) -> dict:
     """Evaluates a predictor on one split, the way `lean eval` reports it.
 
     Every clip is cut into windows of the model's input (overlapping by the config's hop), the
@@ -118,6 +145,9 @@ def evaluate(predictor, dataset, split: str, eval_config: EvalConfig = EvalConfi
         progress: tqdm bar on stderr.
         keep_scores: also return the clip scores and targets (numpy arrays, not JSON), to compare
             two models clip by clip.
+        fuse_with: more predictors with the same labels, task and input: every window is scored
+            by each and their posteriors multiplied (`fuse_scores`) before the clip
+            aggregation; the report's metrics are the fusion's, `fused` lists each model's own.
 
     Returns:
         dict with `task`, the task's metrics, num_clips, num_windows, model, per_class, host,
@@ -126,7 +156,6 @@ def evaluate(predictor, dataset, split: str, eval_config: EvalConfig = EvalConfi
     """
     from lean.data.audio import AudioCache
     from lean.data.pipeline import decode_ahead, default_cache_dir
-    from lean.data.windows import aggregate_clip_scores
 
     if on_bad_audio not in ("skip", "fail"):
         raise LeanError(f"on_bad_audio must be skip or fail, not '{on_bad_audio}'")
@@ -141,23 +170,35 @@ def evaluate(predictor, dataset, split: str, eval_config: EvalConfig = EvalConfi
     if not clips:
         raise LeanError(f"{dataset.root}: the {split} split has no clips")
 
+    for other in fuse_with:
+        _check_fusable(predictor, other)
+        _check_vocabulary(other, dataset)
+
     started = time.perf_counter()
-    decoded = decode_ahead(clips, lambda clip: cache.load(clip.path))
-    result = score_windows(predictor, decoded, eval_config.window_hop_fraction, total=len(clips),
-                           desc=f"evaluating {split}", progress=progress)
+    results = []
+    for member in (predictor, *fuse_with):
+        decoded = decode_ahead(clips, lambda clip: cache.load(clip.path))
+        results.append(score_windows(member, decoded, eval_config.window_hop_fraction,
+                                     total=len(clips), desc=f"evaluating {split}",
+                                     progress=progress))
+    result = results[0]
     if result.failures and on_bad_audio == "fail":
         raise result.failures[0][1]
     if not result.keys:
         raise LeanError(f"{dataset.root}: every {split} clip failed to decode")
-    clip_scores = aggregate_clip_scores(result.scores, result.clip_of_window,
-                                        eval_config.aggregation, num_clips=len(result.keys))
+    window_scores = result.scores
+    if fuse_with:
+        window_scores = fuse_scores([member.scores for member in results], task)
+    metrics = _pooled_metrics(task, window_scores, result, dataset, eval_config)
+    clip_scores = metrics.pop("clip_scores")
     seconds = time.perf_counter() - started
     y_true = dataset.label_matrix(result.keys)
-    metrics = task_metrics(task, y_true, clip_scores, dataset.labels)
-    if task == "single_label":
-        segments = task_metrics(task, y_true[result.clip_of_window], result.scores, dataset.labels)
-        metrics["segments"] = {key: segments[key] for key in
-                               ("accuracy", "macro_recall", "macro_precision", "macro_f1")}
+    if fuse_with:
+        metrics["fused"] = [
+            {"model": str(member.path), **{key: value for key, value in _pooled_metrics(
+                task, scores.scores, result, dataset, eval_config).items()
+                if key in FUSION_MEMBER_KEYS}}
+            for member, scores in zip((predictor, *fuse_with), results)]
     report = {
         "task": task,
         "model": str(predictor.path),
@@ -176,12 +217,14 @@ def evaluate(predictor, dataset, split: str, eval_config: EvalConfig = EvalConfi
         "skipped_files": [str(error) for _, error in result.failures],  # each names its file
         **metrics,
         "seconds": round(seconds, 3),
-        "windows_per_second": round(result.num_windows / seconds, 1) if seconds > 0 else None,
+        # Windows scored per second, by every fused model together.
+        "windows_per_second": (round(result.num_windows * len(results) / seconds, 1)
+                               if seconds > 0 else None),
         "host": host_description(predictor),
     }
     if keep_scores:
         report.update(clip_keys=list(result.keys), clip_scores=clip_scores, clip_targets=y_true,
-                      window_scores=result.scores, clip_of_window=result.clip_of_window)
+                      window_scores=window_scores, clip_of_window=result.clip_of_window)
     if plots_dir is not None:
         from lean.plots import write_evaluation_plots
 
@@ -189,6 +232,40 @@ def evaluate(predictor, dataset, split: str, eval_config: EvalConfig = EvalConfi
                            write_evaluation_plots(task, y_true, clip_scores, metrics,
                                                   plots_dir, title=Path(predictor.path).name)]
     return report
+
+
+# What the report lists of each fused model alone.
+FUSION_MEMBER_KEYS = ("accuracy", "macro_recall", "macro_precision", "macro_f1", "segments", "mAP",
+                      "mAUC", "d_prime")
+
+
+def _pooled_metrics(task: str, window_scores: np.ndarray, result: WindowScores, dataset,
+                    eval_config: EvalConfig) -> dict:
+    """The task's metrics of clip scores pooled from `window_scores`, with the clip scores
+    (`clip_scores`) and, for single_label, the per-window ones (`segments`)."""
+    from lean.data.windows import aggregate_clip_scores
+
+    clip_scores = aggregate_clip_scores(window_scores, result.clip_of_window,
+                                        eval_config.aggregation, num_clips=len(result.keys))
+    y_true = dataset.label_matrix(result.keys)
+    metrics = task_metrics(task, y_true, clip_scores, dataset.labels)
+    if task == "single_label":
+        segments = task_metrics(task, y_true[result.clip_of_window], window_scores,
+                                dataset.labels)
+        metrics["segments"] = {key: segments[key] for key in
+                               ("accuracy", "macro_recall", "macro_precision", "macro_f1")}
+    metrics["clip_scores"] = clip_scores
+    return metrics
+
+
+def _check_fusable(predictor, other) -> None:
+    """Fusion multiplies the posteriors of the same windows: same labels, task and input."""
+    for what in ("labels", "task", "window_samples", "sample_rate", "channels"):
+        if getattr(predictor, what) != getattr(other, what):
+            raise LeanError(f"--fuse: {other.path} has another {what.replace('_', ' ')} than "
+                            f"{predictor.path} ({getattr(other, what)} vs "
+                            f"{getattr(predictor, what)}); fusion needs the same windows and "
+                            "classes")
 
 
 def dataset_for(predictor, data_dir: str | Path, layout: Optional[str] = None,

@@ -15,11 +15,13 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import typing
 from dataclasses import dataclass
 from typing import Optional
 
 import keras
 import numpy as np
+from keras import ops
 
 from lean.errors import LeanError
 
@@ -730,16 +732,28 @@ class Spectrogram(_ConfiguredFrontend):
         return tf.signal.frame(x[..., :needed], framing.window, framing.hop)
 
     def call(self, waveform):
+        return self.log_energies(self.spectrum(waveform))
+
+    def spectrum(self, waveform):
+        """waveform [B, samples] -> power or magnitude spectrum [B, frames, used bins]
+        ([B, samples, channels] -> [B, channels, frames, used bins])."""
         import tensorflow as tf
 
-        cfg = self.frontend_config
-        constants = spectrogram_constants(cfg, self.sample_rate)
         multichannel = waveform.shape.rank == 3
         # x has shape [B, samples] or [B, channels, samples].
         x = tf.transpose(waveform, [0, 2, 1]) if multichannel else waveform
         # frames has shape [B, (channels,) frames, window].
         frames = self._framed(x)
-        spectrum = _spectrum(frames, cfg, self.framing, constants)
+        return _spectrum(frames, self.frontend_config, self.framing,
+                         spectrogram_constants(self.frontend_config, self.sample_rate))
+
+    def log_energies(self, spectrum):
+        """`spectrum`'s output -> log filterbank energies [B, frames, bands] (multi-channel:
+        [B, frames, bands, channels])."""
+        import tensorflow as tf
+
+        cfg = self.frontend_config
+        constants = spectrogram_constants(cfg, self.sample_rate)
         # energies has shape [B, (channels,) frames, bands].
         energies = tf.matmul(spectrum, tf.constant(constants.filterbank, name="filterbank"))
         if cfg.log_floor:
@@ -750,7 +764,7 @@ class Spectrogram(_ConfiguredFrontend):
         if cfg.mean_normalization:
             features = features - tf.reduce_mean(features, axis=-2, keepdims=True)
         # [B, channels, frames, bands] -> [B, frames, bands, channels].
-        return tf.transpose(features, [0, 2, 3, 1]) if multichannel else features
+        return tf.transpose(features, [0, 2, 3, 1]) if spectrum.shape.rank == 4 else features
 
     def compute_output_shape(self, input_shape):
         samples = input_shape[1]
@@ -981,3 +995,242 @@ __all__ = [
     "spectrogram_constants",
     "waveform_to_log_mel",
 ]
+
+
+# Minimum statistics of Martin (2001), Table III: M(D) for a minimum over D frames.
+_MARTIN_WINDOW_FRAMES = (1, 2, 5, 8, 10, 15, 20, 30, 40, 60, 80, 120, 140, 160)
+_MARTIN_M = (0.0, 0.26, 0.48, 0.58, 0.61, 0.668, 0.705, 0.762, 0.8, 0.841, 0.865, 0.89, 0.9, 0.91)
+
+
+@dataclass(frozen=True)
+class BackgroundSubtractionConfig:
+    """Minimum-statistics background estimate and spectral subtraction, per frequency bin.
+
+    After R. Martin, "Noise power spectral density estimation based on optimal smoothing and
+    minimum statistics" (IEEE TSAP 2001), simplified to fixed parameters so that it is a few
+    static float ops: the power P_t is smoothed recursively, S_t = a S_{t-1} + (1 - a) P_t
+    (S_0 = P_0; Martin adapts a per bin, this keeps it fixed); the background estimate is the
+    minimum of S over a window of D frames times Martin's bias compensation B (the minimum of
+    D noisy estimates lies below their mean); the output is the spectral subtraction
+    max(P_t - N_t, floor * N_t) with N_t = B min S.
+
+    Measured with benchmarks/suite/background_estimate.py (200 synthetic 2 s segments at 25 ms
+    hops: exponential periodogram frames of a random background plus three 5-15 frame events),
+    mean |error| of N_t in dB for frames 0-9 / 10-29 / 30-79: centred 2.9 / 2.8 / 0.9, causal
+    4.2 / 3.4 / 2.1; the mean error (bias) stays within 0.8 dB with the per-frame Q_eq below,
+    against up to -2.4 dB with the steady-state Q_eq. Hence centred by default.
+    """
+
+    # a: the recursive smoothing factor of the power (Martin's alpha; 0.85 with 25 ms hops is a
+    # time constant of about 150 ms).
+    smoothing: float = 0.85
+    # D in seconds: the minimum is taken over this much history (Martin: about 1.5 s, long
+    # enough to bridge a foreground event, short enough to follow a changing background).
+    min_window_seconds: float = 1.5
+    # centred: the window is centred on the frame, so every frame of a short segment sees D / 2
+    # to D frames; causal: it ends at the frame (Martin's online estimator), so the first frames
+    # of a segment see almost none.
+    alignment: typing.Literal["centred", "causal"] = "centred"
+    # None: Martin's B(D, Q_eq) (his eq. 17) for the frames each window really holds, with Q_eq
+    # the harmonic mean over the window of each smoothed frame's equivalent degrees of freedom
+    # (2 / variance of S_t for independent exponential frames: 2 at t = 0, 2 (1 + a) / (1 - a)
+    # in the steady state); a number: that fixed factor.
+    bias: typing.Optional[float] = None
+    # Spectral floor (Berouti et al. 1979): the output never falls below floor * N_t, so bins
+    # that hold only background keep its spectral shape, 20 dB down, instead of zeros.
+    floor: float = 0.01
+
+    def __post_init__(self):
+        if not 0.0 <= self.smoothing < 1.0:
+            raise LeanError(f"background subtraction: smoothing {self.smoothing} must be in [0, 1)")
+        if not self.min_window_seconds > 0:
+            raise LeanError("background subtraction: min_window_seconds must be positive, not "
+                            f"{self.min_window_seconds}")
+        if self.alignment not in ("centred", "causal"):
+            raise LeanError(f"background subtraction: alignment {self.alignment!r} must be "
+                            "centred or causal")
+        if self.bias is not None and not self.bias > 0:
+            raise LeanError(f"background subtraction: bias {self.bias} must be positive")
+        if not 0.0 <= self.floor <= 1.0:
+            raise LeanError(f"background subtraction: floor {self.floor} must be in [0, 1]")
+
+    def window_frames(self, hop_seconds: float) -> int:
+        """D: frames in the minimum window at a frame hop of `hop_seconds` (60 at 25 ms)."""
+        return max(1, int(round(self.min_window_seconds / hop_seconds)))
+
+    def window_span(self, hop_seconds: float) -> tuple[int, int]:
+        """(frames before, frames after) the frame that its minimum window covers."""
+        window = self.window_frames(hop_seconds)
+        before = window - 1 if self.alignment == "causal" else (window - 1) // 2
+        return before, window - 1 - before
+
+    def window_bounds(self, frames: int, hop_seconds: float) -> list[tuple[int, int]]:
+        """[first, last] frame of the minimum window of each of `frames` frames, clipped to
+        the segment (the first frames of a causal window, and both ends of a centred one, hold
+        fewer than D frames)."""
+        before, after = self.window_span(hop_seconds)
+        return [(max(0, t - before), min(frames - 1, t + after)) for t in range(frames)]
+
+    def smoothed_degrees(self, frames: int) -> np.ndarray:
+        """Q_eq of S_t per frame [frames]: 2 / Var(S_t) for unit-mean exponential frames."""
+        a, t = self.smoothing, np.arange(frames)
+        variance = a ** (2 * t) + (1 - a) ** 2 * (1 - a ** (2 * t)) / (1 - a ** 2)
+        return 2.0 / variance
+
+    def frame_bias(self, frames: int, hop_seconds: float) -> np.ndarray:
+        """B per frame [frames] (float64): the configured number, or Martin's B(D_t, Q_t) for
+        the D_t frames each frame's window holds."""
+        if self.bias is not None:
+            return np.full(frames, float(self.bias))
+        degrees = self.smoothed_degrees(frames)
+        bias = []
+        for first, last in self.window_bounds(frames, hop_seconds):
+            held = degrees[first : last + 1]
+            bias.append(minimum_statistics_bias(len(held), len(held) / np.sum(1.0 / held)))
+        return np.array(bias)
+
+
+def minimum_statistics_bias(window_frames: int, degrees: float) -> float:
+    """Martin's (2001, eq. 17) bias compensation B(D, Q_eq) of a minimum over D frames.
+
+    B = 1 + 2 (D - 1) (1 - M(D)) / (Q_eq - 2 M(D)), with Q_eq the equivalent degrees of freedom
+    of the smoothed power (2 (1 + a) / (1 - a) in the steady state of a fixed smoothing factor
+    a) and M(D) from Martin's Table III, interpolated in sqrt(D). B(1) = 1; B(60) = 1.82 at
+    Q_eq = 24.7 (a = 0.85).
+    """
+    m = float(np.interp(np.sqrt(window_frames), np.sqrt(_MARTIN_WINDOW_FRAMES), _MARTIN_M))
+    return 1.0 + 2.0 * (window_frames - 1) * (1.0 - m) / (degrees - 2.0 * m)
+
+
+@keras.saving.register_keras_serializable(package="lean")
+class BackgroundSubtraction(Frontend):
+    """Background-subtracted power spectrum: power [B, T, K] -> [B, T, K] (float32, >= 0).
+
+    The auxiliary channel of Phan et al. 2019 (after Han et al. 2017): minimum-statistics
+    background estimate and spectral subtraction, `BackgroundSubtractionConfig`, on each of the
+    K bins of a power spectrogram whose frames are `hop_seconds` apart. T must be static (the
+    smoothing is one [T, T] matmul, the minimum a MAX_POOL over -S; builtin ops only).
+
+    Limits on a 2 s segment (80 frames at 25 ms, D = 60): the estimate sees only the segment
+    itself (the app has no longer history to give it), so the background is whatever stays at
+    its level for most of a window, and a foreground sound that fills a whole window is taken
+    for background and removed: 1.5 s mid-segment, 0.8 s at either end of a centred window. The
+    smoothing starts at frame 0, so the first ~1 / (1 - a) = 7 frames have few degrees of
+    freedom; the per-frame Q_eq keeps the bias within 1 dB (measured, see the config) but not
+    the spread, so the estimate is 3 times noisier in the first 30 frames than later (mean
+    |error| 2.8 against 0.9 dB, centred). A causal window gives frame 0 only itself: it is
+    subtracted to the floor. Frames at 50 % overlap are correlated, so the true Q_eq is lower
+    than the formula's and B somewhat too small.
+    """
+
+    def __init__(self, config: BackgroundSubtractionConfig | dict | None = None,
+                 hop_seconds: float = 0.025, **kwargs):
+        kwargs.setdefault("name", "background_subtraction")
+        super().__init__(**kwargs)
+        if isinstance(config, dict):
+            config = BackgroundSubtractionConfig(**config)
+        self.config = config or BackgroundSubtractionConfig()
+        self.hop_seconds = float(hop_seconds)
+
+    def build(self, input_shape):
+        frames = input_shape[1]
+        if frames is None:
+            raise LeanError(f"{self.name}: needs a static number of frames")
+        cfg = self.config
+        steps = np.arange(frames)
+        # smoothing[t, i]: the weight of P_i in S_t (S_0 = P_0, then the recursion).
+        lag = steps[:, None] - steps[None, :]
+        smoothing = np.where(lag >= 0, (1.0 - cfg.smoothing) * cfg.smoothing ** np.maximum(lag, 0),
+                             0.0)
+        smoothing[:, 0] = cfg.smoothing ** steps
+        self._smoothing_t = smoothing.T.astype(np.float32)
+        self._window = cfg.window_frames(self.hop_seconds)
+        self._pad = cfg.window_span(self.hop_seconds)
+        self._bias = cfg.frame_bias(frames, self.hop_seconds).astype(np.float32)[:, None]
+        super().build(input_shape)
+
+    def background(self, power):
+        """The background estimate N [B, T, K]: the bias-compensated minimum of the smoothed
+        power over each frame's window."""
+        # smoothed has shape [B, T, K]: the [T, T] smoothing applied along time.
+        smoothed = ops.transpose(
+            ops.matmul(ops.transpose(power, (0, 2, 1)), self._smoothing_t), (0, 2, 1))
+        # Minimum over each frame's window = -max of -S; the padding never wins the max.
+        padded = ops.pad(-smoothed, ((0, 0), self._pad, (0, 0)),
+                         constant_values=-np.finfo(np.float32).max)
+        minimum = -ops.max_pool(padded, pool_size=self._window, strides=1, padding="valid")
+        return minimum * self._bias
+
+    def call(self, power):
+        noise = self.background(power)
+        return ops.maximum(power - noise, self.config.floor * noise)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def get_config(self):
+        return {**super().get_config(), "config": dataclasses.asdict(self.config),
+                "hop_seconds": self.hop_seconds}
+
+
+@keras.saving.register_keras_serializable(package="lean")
+class BackgroundSubtractedSpectrogram(Spectrogram):
+    """A `Spectrogram` of the background-subtracted spectrum, optionally beside the plain one.
+
+    waveform [B, samples] (mono) -> [B, frames, bands, 2] (channel 0 the plain log energies,
+    channel 1 those of the background-subtracted spectrum: Phan et al.'s two-channel input S)
+    or, with `keep_original=False`, [B, frames, bands] (the subtracted channel alone). One STFT
+    serves both channels. The subtraction (`BackgroundSubtraction`, minimum statistics after
+    Martin 2001) works on the power spectrum of every used FFT bin, before the filterbank; a
+    magnitude spectrum (log_gammatone) is squared for it and its square root taken after.
+    """
+
+    default_name = "background_subtracted_spectrogram"
+
+    def __init__(self, frontend_config: SpectrogramConfig | dict | None = None,
+                 sample_rate: int = 16000,
+                 background: BackgroundSubtractionConfig | dict | None = None,
+                 keep_original: bool = True, **kwargs):
+        super().__init__(frontend_config, sample_rate, **kwargs)
+        self.subtraction = BackgroundSubtraction(
+            background, hop_seconds=self.framing.hop / self.sample_rate,
+            name="background_subtraction")
+        self.keep_original = bool(keep_original)
+
+    def build(self, input_shape):
+        if len(input_shape) != 2 or input_shape[1] is None:
+            raise LeanError(f"{self.name}: expected a mono waveform [batch, samples] with a "
+                            f"fixed number of samples, got shape {tuple(input_shape)}")
+        super().build(input_shape)
+        frames = self.frontend_config.frames(input_shape[1], self.sample_rate)
+        constants = spectrogram_constants(self.frontend_config, self.sample_rate)
+        self.subtraction.build((input_shape[0], frames, constants.stop_bin - constants.first_bin))
+
+    def call(self, waveform):
+        # spectrum has shape [B, frames, used bins].
+        spectrum = self.spectrum(waveform)
+        if self.frontend_config.spectrum == "power":
+            subtracted = self.subtraction(spectrum)
+        else:
+            subtracted = ops.sqrt(self.subtraction(ops.square(spectrum)))
+        if not self.keep_original:
+            return self.log_energies(subtracted)
+        # [B, frames, bands, 2]: plain, then background-subtracted.
+        return ops.stack([self.log_energies(spectrum), self.log_energies(subtracted)], axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        shape = super().compute_output_shape(input_shape)
+        return (*shape, 2) if self.keep_original else shape
+
+    @classmethod
+    def default_config(cls) -> SpectrogramConfig:
+        return SpectrogramConfig.log_mel()
+
+    def get_config(self):
+        return {**super().get_config(),
+                "background": dataclasses.asdict(self.subtraction.config),
+                "keep_original": self.keep_original}
+
+
+__all__ += ["BackgroundSubtractedSpectrogram", "BackgroundSubtraction",
+            "BackgroundSubtractionConfig", "minimum_statistics_bias"]

@@ -1,4 +1,4 @@
-"""Cross attention of the YAMNet embedding over the wave encoder's frames (paper eqs. 4-11)."""
+"""Attention layers: LEAN's cross attention and Att-CRNN's spatio-temporal attention pooling."""
 
 from __future__ import annotations
 
@@ -86,4 +86,84 @@ class BahdanauAttention(CrossAttention):
         return {**super().get_config(), "units": self.units}
 
 
-__all__ = ["AffinityAttention", "BahdanauAttention", "CrossAttention", "MeanPooling"]
+@keras.saving.register_keras_serializable(package="lean")
+class AdditiveAttentionScore(keras.layers.Layer):
+    """Additive attention scores of a sequence: e_n = u^T tanh(W x_n + b), [B, N, D] -> [B, N].
+
+    Phan et al. 2019 eqs. 6-7 write the scoring function as tanh(x^T W + b) with an "attention
+    layer size" of 64; a size-64 layer gives a score only after a projection to a scalar, here
+    the context vector u of their attention layers (as in their SeqSleepNet): W [D, units],
+    b [units], u [units, 1]. The softmax over n is not here: it belongs to the pooling layer,
+    which the int8 exporter keeps float, while these matmuls quantize well (tanh output).
+    """
+
+    def __init__(self, units: int = 64, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+
+    def build(self, input_shape):
+        self.kernel = self.add_weight((input_shape[-1], self.units), name="kernel")
+        self.bias = self.add_weight((self.units,), initializer="zeros", name="bias")
+        self.context = self.add_weight((self.units, 1), name="context")
+
+    def call(self, inputs):
+        # hidden has shape [B, N, units].
+        hidden = ops.tanh(ops.matmul(inputs, self.kernel) + self.bias)
+        # scores has shape [B, N].
+        return ops.squeeze(ops.matmul(hidden, self.context), -1)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1])
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}
+
+
+@keras.saving.register_keras_serializable(package="lean")
+class SpatioTemporalPooling(keras.layers.Layer):
+    """Spatio-temporal attention pooling (Phan et al. 2019 eqs. 4, 5, 8, 9).
+
+    Inputs: Z [B, T, S] (T time steps of S = 2H features), temporal scores [B, T] and spatial
+    scores [B, S] (`AdditiveAttentionScore` of Z's columns z_t and of its rows z~_s).
+    a_tem = softmax over t, a_spa = softmax over s, mask A_st = a_spa_s * a_tem_t (the outer
+    product, eq. 8; it sums to 1 over s and t), pooled x_s = sum_t tanh(A_st Z_st) (eq. 9).
+    Output: x [B, S].
+
+    Every op of the pooling (both softmaxes, the outer product, the product with Z, the tanh
+    and the sum) lives in this one layer, so the int8 exporter's softmax-layer rule keeps all
+    of it float. It must: A averages 1 / (S T) (4.9e-5 for 256 x 80), a softmax over 256
+    entries averages one int8 step (1/256), and an int8 TANH output moves in steps of 1/128,
+    so int8 would round nearly every tanh(A_st Z_st) to zero. For the same reason the layer
+    computes in float32 under mixed precision (float16 is subnormal below 6.1e-5).
+    """
+
+    def __init__(self, **kwargs):
+        kwargs["dtype"] = "float32"
+        super().__init__(**kwargs)
+
+    def attention(self, inputs):
+        """(pooled x [B, S], mask A [B, T, S])."""
+        values, temporal_scores, spatial_scores = inputs
+        # temporal has shape [B, T, 1], spatial [B, 1, S].
+        temporal = ops.expand_dims(ops.softmax(temporal_scores, axis=-1), -1)
+        spatial = ops.expand_dims(ops.softmax(spatial_scores, axis=-1), 1)
+        # mask has shape [B, T, S].
+        mask = temporal * spatial
+        return ops.sum(ops.tanh(mask * values), axis=1), mask
+
+    def call(self, inputs):
+        return self.attention(inputs)[0]
+
+    def compute_output_shape(self, input_shape):
+        values_shape = input_shape[0]
+        return (values_shape[0], values_shape[2])
+
+
+__all__ = [
+    "AdditiveAttentionScore",
+    "AffinityAttention",
+    "BahdanauAttention",
+    "CrossAttention",
+    "MeanPooling",
+    "SpatioTemporalPooling",
+]

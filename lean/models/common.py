@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 
 from lean.config import ModelConfig
+from lean.errors import LeanError
 from lean.tasks import task
 
 INPUT_NAME = "waveform"
@@ -25,6 +26,14 @@ def waveform_input(config: ModelConfig, variable_length: bool = False):
     return keras.Input(shape, batch_size=batch_size, name=INPUT_NAME)
 
 
+def check_mono(config: ModelConfig) -> None:
+    """A LeanError unless the config's input is mono (for models whose frontend takes one
+    channel; the data pipeline downmixes for them)."""
+    if config.input.channels != 1:
+        raise LeanError(f"model {config.name!r} takes mono audio, not {config.input.channels} "
+                        "channels (the data pipeline downmixes for a mono model)")
+
+
 def classifier_head(features, config: ModelConfig):
     """features [B, D] -> probabilities float32 [B, num_classes]: sigmoid (multilabel) or
     softmax (single_label) inside the model, named `logits` and `probabilities`."""
@@ -34,4 +43,4 @@ def classifier_head(features, config: ModelConfig):
                                    dtype="float32")(logits)
 
 
-__all__ = ["INPUT_NAME", "OUTPUT_NAME", "classifier_head", "waveform_input"]
+__all__ = ["INPUT_NAME", "OUTPUT_NAME", "check_mono", "classifier_head", "waveform_input"]

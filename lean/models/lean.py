@@ -11,7 +11,7 @@ from lean.config import InputSpec, ModelConfig
 from lean.errors import LeanError
 from lean.frontends import YamnetLogMel, YamnetLogMelConfig
 from lean.models.attention import AffinityAttention, BahdanauAttention, MeanPooling
-from lean.models.common import classifier_head, waveform_input
+from lean.models.common import check_mono, classifier_head, waveform_input
 from lean.models.registry import register
 from lean.models.wave_encoder import build_wave_encoder
 from lean.models.yamnet import build_yamnet_trunk, load_yamnet_weights, warn_random_init_once
@@ -53,12 +53,6 @@ def _yamnet_embedding(waveform, config: ModelConfig, load_pretrained: bool):
     return trunk(log_mel)
 
 
-def _check_input(config: ModelConfig) -> None:
-    if config.input.channels != 1:
-        raise LeanError(f"model {config.name!r} takes mono audio, not {config.input.channels} "
-                        "channels (the data pipeline downmixes for a mono model)")
-
-
 def _check_wave_encoder(config: ModelConfig, context: str) -> None:
     params = config.params
     if config.window_samples % params.wave_frames:
@@ -77,7 +71,7 @@ def _check_wave_encoder(config: ModelConfig, context: str) -> None:
 def _build(config: ModelConfig, load_pretrained: bool, context: str | None, project: bool):
     """One builder for the whole family; `context` picks how h is summarised (None: no h)."""
     params = config.params
-    _check_input(config)
+    check_mono(config)
     waveform = waveform_input(config)
     # embedding has shape [B, 1024].
     features = _yamnet_embedding(waveform, config, load_pretrained)
