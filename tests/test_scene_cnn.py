@@ -330,7 +330,9 @@ def test_bad_params_are_one_line_errors(tagger_run):
               shared_transform=True), "shared_transform needs tag_concat=before_code"),
         (dict(tag_concat="sideways"), "expected one of none, codecat, before_code"),
         (dict(tagger=str(tagger_run), tag_concat="codecat", tagger_hop=0), "must be in"),
-        (dict(tagger_record="{not json", tag_concat="codecat"), "tagger_record is not"),
+        (dict(tagger=str(tagger_run), tagger_record="{not json", tag_concat="codecat"),
+         "tagger_record is not"),
+        (dict(tagger_record="{}"), "without a tagger leave it unset"),
     ]
     for values, message in cases:
         with pytest.raises(LeanError, match=f"model 'scene_cnn': .*{message}"):
@@ -348,6 +350,16 @@ def test_param_overrides_from_the_command_line(tagger_run):
     record = json.loads(params.tagger_record)
     assert record["labels"] == [f"tag{i}" for i in range(TAGS)]
     assert record["model"]["name"] == "scene_cnn" and record["model"]["task"] == "multilabel"
+    assert record["run"] == str(tagger_run)
+    assert record["model"]["input"] == {"sample_rate": 16000, "channels": 1, "window_seconds": 1.0}
+
+
+def test_another_tagger_is_recorded_again(tmp_path, tagger_run):
+    other = make_tagger_run(tmp_path / "other", dataclasses.replace(
+        _tiny_tagger_config(), num_classes=3))
+    base = SceneCnnParams(tagger=str(tagger_run), tag_concat="codecat")
+    params = registry.parse_param_overrides("scene_cnn", [f"tagger={other}"], base=base)
+    assert len(json.loads(params.tagger_record)["labels"]) == 3
 
 
 # --- Saving, loading, export-ready builds ----------------------------------------------------

@@ -96,10 +96,11 @@ class SceneCnnParams:
 
     def __post_init__(self):
         _check_params(self)
-        if self.tagger is not None and self.tagger_record is None:
+        record = tagger_record(self) if self.tagger_record is not None else None
+        # A record of another tagger (an override of `tagger`) is read again; a config.json
+        # read back keeps its record and never looks at the tagger directory.
+        if self.tagger is not None and (record is None or record.run != self.tagger):
             object.__setattr__(self, "tagger_record", read_tagger_record(self.tagger))
-        if self.tagger_record is not None:
-            tagger_record(self)  # parses and checks it
 
     @property
     def uses_tags(self) -> bool:
@@ -133,8 +134,10 @@ def _check_params(params: SceneCnnParams) -> None:
                      f"{params.attention_layers} vs {params.tag_layers})")
     if not 0.0 < params.tagger_hop <= 1.0:
         raise _error(f"tagger_hop={params.tagger_hop} must be in (0, 1]")
-    if params.uses_tags and params.tagger is None and params.tagger_record is None:
+    if params.uses_tags and params.tagger is None:
         raise _error("tag_concat/tag_attention_heads need a tagger run: --param tagger=RUN_DIR")
+    if params.tagger is None and params.tagger_record is not None:
+        raise _error("tagger_record is filled in from tagger; without a tagger leave it unset")
     if params.tagger is not None and not params.uses_tags:
         raise _error(f"tagger={params.tagger} is unused: set tag_concat=codecat|before_code "
                      "and/or tag_attention_heads")
@@ -145,9 +148,11 @@ def _check_params(params: SceneCnnParams) -> None:
 
 @dataclass(frozen=True)
 class TaggerRecord:
-    """What a scene run keeps of its tagger: where it came from, its model config, its labels."""
+    """What a scene run keeps of its tagger: the directory as given and resolved, its model
+    config and its labels."""
 
     run: str
+    path: str
     model: ModelConfig
     labels: tuple[str, ...]
 
@@ -176,15 +181,16 @@ def read_tagger_record(run_dir: str) -> str:
         raise LeanError(f"tagger run {run_dir}: {LABELS_FILE} has {len(labels)} labels for "
                         f"{model.num_classes} classes")
     model_dict = to_dict(dataclasses.replace(model, export_ready=False))
-    return json.dumps({"run": str(Path(run_dir).resolve()), "model": model_dict,
-                       "labels": labels}, sort_keys=True)
+    return json.dumps({"run": str(run_dir), "path": str(Path(run_dir).resolve()),
+                       "model": model_dict, "labels": labels}, sort_keys=True)
 
 
 def tagger_record(params: SceneCnnParams) -> TaggerRecord:
     """The tagger recorded in `params` (None-safe callers check `params.tagger_record`)."""
     try:
         values = json.loads(params.tagger_record)
-        return TaggerRecord(values["run"], ModelConfig(**values["model"]), tuple(values["labels"]))
+        return TaggerRecord(values["run"], values["path"], ModelConfig(**values["model"]),
+                            tuple(values["labels"]))
     except (TypeError, ValueError, KeyError) as error:
         raise _error(f"tagger_record is not a recorded tagger ({type(error).__name__}: "
                      f"{error}); leave it unset, it is filled from tagger") from None
@@ -223,7 +229,7 @@ def _build_tagger(config: ModelConfig, record: TaggerRecord, load_pretrained: bo
 
     source = None
     if load_pretrained:
-        weights_file = Path(record.run) / BEST_MODEL
+        weights_file = Path(record.path) / BEST_MODEL
         if not weights_file.is_file():
             raise LeanError(f"tagger run {record.run}: no {BEST_MODEL} to start from (only a "
                             "new scene run needs it; a trained one keeps the tagger inside)")
