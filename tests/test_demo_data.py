@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from lean.cli import run_cli
+from lean.command_line import run_cli
 from lean.commands import data as data_command
 from lean.data.audio import load_audio
 from lean.data.demo import DEMO_CLASSES, SOUND_THEME_DIR, build_demo_dataset

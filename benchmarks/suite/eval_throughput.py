@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lean.cli import quiet_tensorflow
+from lean.command_line import quiet_tensorflow
 
 quiet_tensorflow()
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lean.cli import quiet_tensorflow
+from lean.command_line import quiet_tensorflow
 
 quiet_tensorflow()
 
@@ -100,7 +100,7 @@ def main(argv=None) -> int:
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     args = parser.parse_args(argv)
 
-    from lean.evaluate import host_description
+    from lean.host import host_description
     from lean_bench.report import host_place
     from lean_export.export import export_run
 

@@ -27,7 +27,8 @@ class BadAudioError(LeanError):
     """An audio file that cannot be used: missing, empty, truncated, not audio, NaN/Inf."""
 
 
-def load_audio(path: str | Path, sample_rate: int = DEFAULT_SAMPLE_RATE) -> np.ndarray:
+def load_audio(path: str | Path, sample_rate: int = DEFAULT_SAMPLE_RATE,
+               channels: int = 1) -> np.ndarray:
     """Decodes an audio file to float32 mono at `sample_rate`.
 
     Args:
@@ -41,6 +42,8 @@ def load_audio(path: str | Path, sample_rate: int = DEFAULT_SAMPLE_RATE) -> np.n
     Raises:
         BadAudioError: one line naming the file and what is wrong with it.
     """
+    if channels != 1:  # interim, until multi-channel decoding lands
+        raise ValueError("only mono decoding is supported")
     path = Path(path)
     samples, source_rate = _decode(path)
     if samples.shape[0] == 0:
@@ -176,7 +179,10 @@ class AudioCache:
     (tf.data workers, a second process) see a whole entry or none.
     """
 
-    def __init__(self, cache_dir: str | Path, sample_rate: int = DEFAULT_SAMPLE_RATE):
+    def __init__(self, cache_dir: str | Path, sample_rate: int = DEFAULT_SAMPLE_RATE,
+                 channels: int = 1):
+        if channels != 1:  # interim, until multi-channel decoding lands
+            raise ValueError("only mono decoding is supported")
         self.cache_dir = Path(cache_dir)
         self.sample_rate = sample_rate
 

@@ -21,7 +21,7 @@ from keras import ops
 
 from lean.config import InputSpec, ModelConfig, to_dict
 from lean.errors import LeanError
-from lean.frontends import Downmix, Frontend, PolyphaseResample, WaveformWindows
+from lean.frontends import Downmix, PolyphaseResample, PreEmphasis, WaveformWindows
 from lean.models.common import classifier_head, waveform_input
 from lean.models.registry import build_model, copy_weights_by_name, register
 
@@ -302,26 +302,6 @@ def _tag_vector(waveform, config: ModelConfig, load_pretrained: bool):
 
 
 @keras.saving.register_keras_serializable(package="lean")
-class _InterimPreEmphasis(Frontend):
-    """y[n] = x[n] - a x[n - 1] along time, first sample dropped: [B, T, C] -> [B, T - 1, C]."""
-
-    def __init__(self, coefficient: float = 0.97, **kwargs):
-        kwargs.setdefault("name", "pre_emphasis")
-        super().__init__(**kwargs)
-        self.coefficient = float(coefficient)
-
-    def call(self, waveform):
-        return waveform[:, 1:] - self.coefficient * waveform[:, :-1]
-
-    def compute_output_shape(self, input_shape):
-        samples = input_shape[1]
-        return (input_shape[0], None if samples is None else samples - 1, *input_shape[2:])
-
-    def get_config(self):
-        return {**super().get_config(), "coefficient": self.coefficient}
-
-
-@keras.saving.register_keras_serializable(package="lean")
 class HeadSoftmax(keras.layers.Layer):
     """Eq. 2's attention map: am [B, f] split into `heads` groups of f/heads filters, a softmax
     within each, concatenated again: [B, f] -> [B, f], each head's weights summing to 1
@@ -439,7 +419,7 @@ def build_scene_cnn(config: ModelConfig, load_pretrained: bool = True) -> keras.
         # x has shape [B, samples, 1]: Conv1D needs a channel axis.
         x = keras.layers.Reshape((config.window_samples, 1), name="channel_axis")(x)
     # x has shape [B, samples - 1, channels] (479,999 x 2 in the paper).
-    x = _InterimPreEmphasis(params.pre_emphasis, name="pre_emphasis")(x)
+    x = PreEmphasis(params.pre_emphasis, name="pre_emphasis")(x)
     # x has shape [B, 39999, 128] in the paper: strided conv, stride = filter length.
     x = keras.layers.Conv1D(params.filters, params.stem_kernel, strides=params.stem_kernel,
                             padding="valid", name="stem_conv")(x)
