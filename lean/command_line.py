@@ -11,10 +11,6 @@ from pathlib import Path
 from lean.errors import LeanError
 from lean.native_log import filter_tensorflow_startup
 
-# Folder layouts `--layout` accepts (lean.data detects one when it is not given).
-LAYOUTS = ("fsd50k", "esc50", "urbansound8k", "dcase", "clips_csv", "folders")
-
-
 def quiet_tensorflow() -> None:
     """TensorFlow's C++ start-up chatter hides our own output; keep errors only.
 
@@ -58,7 +54,9 @@ def positive_float(text: str) -> float:
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     """--layout, --fold and --val-fold: which layout a dataset folder is and which folds
     become eval and val (folds layouts: ESC-50, UrbanSound8K, a folds CSV)."""
-    parser.add_argument("--layout", choices=LAYOUTS, default=None,
+    from lean.data import LAYOUT_NAMES
+
+    parser.add_argument("--layout", choices=LAYOUT_NAMES, default=None,
                         help="the dataset's folder layout (default: detected from its files)")
     parser.add_argument("--fold", type=positive_int, default=None, metavar="K",
                         help="folds layouts: hold fold K out as the eval split (default: the "
@@ -76,7 +74,6 @@ def data_config_from_args(args):
 
 
 __all__ = [
-    "LAYOUTS",
     "add_data_arguments",
     "data_config_from_args",
     "positive_float",

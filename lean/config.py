@@ -109,7 +109,7 @@ class DataConfig:
 
     # The dataset folder (absolute); export reads calibration windows from it.
     dir: Optional[str] = None
-    # fsd50k | esc50 | urbansound8k | dcase | clips_csv | folders; None: detected.
+    # One of lean.data.LAYOUT_NAMES (fsd50k, esc50, ...); None: detected from the files.
     layout: Optional[str] = None
     # Folds layouts: the fold held out as eval, and the one validated on.
     fold: Optional[int] = None

@@ -59,7 +59,7 @@ POOLS = {"mean": lambda s: s.mean(axis=0), "max": lambda s: s.max(axis=0),
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     from lean.data.audio import AudioCache
-    from lean.data.fsd50k import load_dataset
+    from lean.data import load_dataset
 
     root = tmp_path_factory.mktemp("evaluate")
     data = make_tone_dataset(root / "data", clips_per_split=(4, 4, 16), seed=5)
@@ -106,7 +106,7 @@ def test_tflite_goes_through_the_same_path_with_the_same_numbers(setup):
 def test_bad_clips_are_counted_and_listed_or_fail(setup, tmp_path):
     import shutil
 
-    from lean.data.fsd50k import load_dataset
+    from lean.data import load_dataset
     from lean.evaluate import evaluate
     from lean.inference import load_predictor
 

@@ -172,7 +172,7 @@ def test_int8_export_passes_and_keeps_io_float(int8_export):
 @pytest.mark.slow
 def test_int8_report_numbers_match_an_independent_evaluation(int8_export, tiny_run, tmp_path_factory):
     from lean.data.audio import AudioCache
-    from lean.data.fsd50k import load_dataset
+    from lean.data import load_dataset
     from lean.evaluate import evaluate
     from lean.inference import load_predictor
     from lean_export.export import DEFAULT_HELD_OUT_WINDOWS, held_out_windows

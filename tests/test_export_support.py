@@ -62,7 +62,7 @@ def write_run(run_dir: Path, model, config) -> Path:
 
 
 def _labels(data_dir) -> tuple[str, ...]:
-    from lean.data.fsd50k import load_dataset
+    from lean.data import load_dataset
 
     return load_dataset(data_dir).labels
 
@@ -74,7 +74,7 @@ def tiny_run(tmp_path_factory) -> Path:
 
         from lean.config import DataConfig, ModelConfig, RunConfig
         from lean.data.audio import load_audio
-        from lean.data.fsd50k import load_dataset
+        from lean.data import load_dataset
         from lean.data.windows import training_windows
         from lean.models.registry import build_model
 

@@ -12,7 +12,8 @@ import soundfile
 
 from lean.command_line import run_cli
 from lean.commands import data as data_command
-from lean.data.fsd50k import MAX_LISTED_PROBLEMS, load_dataset
+from lean.data import load_dataset
+from lean.data.layouts.common import MAX_LISTED_PROBLEMS
 from lean.errors import LeanError
 
 VOCABULARY = [("0", "Bark", "/m/05tny_"), ("1", "Electric_guitar", "/m/02sgy"), ("2", "Guitar", "/m/0342h")]

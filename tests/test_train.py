@@ -199,7 +199,7 @@ def test_run_directory_holds_everything(crash_resumed_run):
 def test_short_training_beats_chance_on_held_out_clips(crash_resumed_run):
     from lean.config import EvalConfig
     from lean.data.audio import AudioCache
-    from lean.data.fsd50k import load_dataset
+    from lean.data import load_dataset
     from lean.evaluate import evaluate
     from lean.inference import load_predictor
 
@@ -295,7 +295,7 @@ def test_mixed_precision_training_step_and_resume_checkpoint(tmp_path):
 
 def test_window_pipeline_is_every_window_once_per_epoch_in_a_resumable_order(tmp_path):
     from lean.data.audio import AudioCache
-    from lean.data.fsd50k import load_dataset
+    from lean.data import load_dataset
     from lean.data.pipeline import build_window_dataset, build_window_index
     from lean.data.windows import training_windows
 

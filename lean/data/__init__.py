@@ -1,11 +1,8 @@
-"""Datasets of every layout, audio decoding and caching, windowing, tf.data pipelines."""
+"""Datasets in every supported layout, audio decoding and caching, windowing, tf.data pipelines.
 
+`load_dataset(root, layout=None, fold=None, val_fold=None) -> Dataset` is the entry point.
+"""
 
-def load_dataset(root, layout=None, fold=None, val_fold=None):
-    """Reads and validates a dataset (interim: FSD50K layout only, until the layouts land)."""
-    from lean.data.fsd50k import load_dataset as load_fsd50k
-    from lean.errors import LeanError
+from lean.data.layouts import LAYOUT_NAMES, detect_layout, load_dataset, scan_dataset
 
-    if layout not in (None, "fsd50k") or fold is not None:
-        raise LeanError(f"layout {layout!r} / fold {fold!r}: only the FSD50K layout is supported")
-    return load_fsd50k(root)
+__all__ = ["LAYOUT_NAMES", "detect_layout", "load_dataset", "scan_dataset"]
