@@ -225,27 +225,42 @@ def load_model(path: str | Path):
 def export_ready_copy(model, config: ModelConfig):
     """The export-ready build (static batch 1, TFLite-friendly) of `model`, with its weights.
 
-    Weights are copied layer by layer by name; a layer missing from `model` or with different
-    weight shapes is an error, so no weight is ever left at its random initialization.
+    Weights are copied layer by layer by name (`copy_weights_by_name`), so no weight is ever
+    left at its random initialization.
     """
     export_config = dataclasses.replace(config, export_ready=True)
     exported = build_model(export_config, load_pretrained=False)
-    source_layers = {layer.name: layer for layer in model.layers}
-    for layer in exported.layers:
+    copy_weights_by_name(model, exported)
+    return exported
+
+
+def copy_weights_by_name(source, target) -> None:
+    """Copies every weighted layer of `target` from the layer of the same name in `source`.
+
+    Nested models (a trunk, a whole tagger model) are matched layer by layer inside, so their
+    layers may differ in kind between builds as long as names and weight shapes agree. A layer
+    missing from `source` or with other weight shapes is a LeanError.
+    """
+    import keras
+
+    source_layers = {layer.name: layer for layer in source.layers}
+    for layer in target.layers:
         if not layer.weights:
             continue
-        source = source_layers.get(layer.name)
-        if source is None:
-            raise LeanError(f"model {model.name!r} has no layer {layer.name!r} to copy weights from")
-        values = source.get_weights()
+        match = source_layers.get(layer.name)
+        if match is None:
+            raise LeanError(f"model {source.name!r} has no layer {layer.name!r} to copy weights from")
+        if isinstance(layer, keras.Model) and isinstance(match, keras.Model):
+            copy_weights_by_name(match, layer)
+            continue
+        values = match.get_weights()
         shapes = [tuple(v.shape) for v in layer.weights]
         if [tuple(v.shape) for v in values] != shapes:
             raise LeanError(
                 f"layer {layer.name!r}: weight shapes {[tuple(v.shape) for v in values]} "
-                f"do not match the export build's {shapes}"
+                f"do not match {target.name!r}'s {shapes}"
             )
         layer.set_weights(values)
-    return exported
 
 
 __all__ = [
@@ -253,6 +268,7 @@ __all__ = [
     "NoParams",
     "build_model",
     "complete_model_config",
+    "copy_weights_by_name",
     "describe",
     "entry",
     "export_ready_copy",
