@@ -93,6 +93,28 @@ class TrainConfig:
     mixed_precision: bool = True  # only takes effect on a GPU
     multi_gpu: bool = True  # MirroredStrategy when more than one GPU is visible
     on_bad_audio: str = "skip"  # skip | fail
+    # Refinements (lean.training; forms and checks in lean.training.options). The defaults are
+    # plain training: Adam at a constant learning rate, nothing else on.
+    optimizer: str = "adam"  # adam | sgd
+    momentum: float = 0.9  # sgd only
+    weight_decay: float = 0.0  # decoupled, as Keras' optimizers apply it
+    lr_schedule: str = "constant"  # constant | step:EVERY:FACTOR | cosine
+    warmup: Optional[str] = None  # constant:EPOCHS:LR | gradual:EPOCHS:START_LR
+    warmup_mode: str = "replace"  # replace: the schedule's first epochs | prepend: before it
+    label_smoothing: float = 0.0  # paper 000's EPS: true class 1-EPS, the others EPS/(K-1)
+    mixup_alpha: float = 0.0  # Beta(alpha, alpha) mixup of waveforms and targets; 0: off
+    between_class: bool = False  # Tokozume's between-class mixing with a KL loss
+    specaugment: Optional[str] = None  # FREQ:TIME maximum mask widths; None: off
+    teacher: Optional[str] = None  # run directory distilled from; None: no distillation
+    kd_temperature: float = 10.0  # T (paper 000's best)
+    kd_lambda: float = 0.5  # weight of the hard-target loss (paper 000's best)
+
+    def __post_init__(self):
+        from lean.training.options import canonical_fields
+
+        names = [item.name for item in dataclasses.fields(self)]
+        for name, value in canonical_fields({name: getattr(self, name) for name in names}).items():
+            object.__setattr__(self, name, value)
 
 
 @dataclass(frozen=True)
