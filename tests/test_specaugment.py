@@ -1,6 +1,7 @@
 """SpecAugment: masks of bounded width in training, the identity at inference, absent from the
 export-ready build."""
 
+import keras
 import numpy as np
 import pytest
 
@@ -46,8 +47,6 @@ def test_training_masks_bands_and_spans_with_the_example_mean():
 
 
 def test_identity_at_inference_and_in_predict():
-    import keras
-
     from lean.training.specaugment import SpecAugment
 
     features = np.random.default_rng(1).normal(size=(3, 20, 8)).astype(np.float32)
@@ -74,25 +73,66 @@ def test_axes_and_channels_are_respected():
     assert changed.any()
 
 
-def test_export_ready_build_has_no_specaugment_layer():
-    import keras
+class Spectrogram(keras.layers.Layer):
+    """A stand-in spectrogram frontend: [B, 160] -> [B, 20 frames, 8 bins]."""
 
-    from lean.training.specaugment import LAYER_NAME, SpecAugment, augment_spectrogram
+    spectrogram_axes = (1, 2)
 
-    def build(export_ready):
-        inputs = keras.Input((20, 8))
-        return keras.Model(inputs, augment_spectrogram(inputs, "4:5", export_ready))
+    def call(self, waveform):
+        return keras.ops.reshape(waveform, (-1, 20, 8))
 
-    assert [layer.name for layer in build(False).layers if isinstance(layer, SpecAugment)] == [
-        LAYER_NAME]
-    assert not any(isinstance(layer, SpecAugment) for layer in build(True).layers)
-    inputs = keras.Input((20, 8))
-    assert augment_spectrogram(inputs, None, export_ready=False) is inputs
+
+def _model(nested=False):
+    inputs = keras.Input((160,), name="waveform")
+    spectrogram = Spectrogram(name="spectrogram")
+    if nested:
+        inner_inputs = keras.Input((160,))
+        frontend = keras.Model(inner_inputs, spectrogram(inner_inputs), name="frontend")
+        features = frontend(inputs)
+    else:
+        features = spectrogram(inputs)
+    pooled = keras.layers.GlobalAveragePooling1D()(features)
+    return keras.Model(inputs, keras.layers.Dense(3, name="logits")(pooled), name="tiny")
+
+
+@pytest.mark.parametrize("nested", [False, True])
+def test_training_copy_masks_after_the_frontend_and_shares_weights(nested):
+    from lean.training.specaugment import SpecAugment, with_spec_augment, without_spec_augment
+
+    model = _model(nested)
+    augmented = with_spec_augment(model, "4:5", seed=1)
+    masks = [layer for layer in _layers(augmented) if isinstance(layer, SpecAugment)]
+    assert [layer.name for layer in masks] == ["spectrogram_specaugment"]
+    assert augmented.get_layer("logits") is model.get_layer("logits")
+    assert not any(isinstance(layer, SpecAugment) for layer in _layers(model))
+    waveform = np.random.default_rng(0).normal(size=(4, 160)).astype(np.float32)
+    np.testing.assert_array_equal(augmented(waveform, training=False), model(waveform))
+    assert not np.allclose(augmented(waveform, training=True), model(waveform))
+    stripped = without_spec_augment(augmented)
+    assert not any(isinstance(layer, SpecAugment) for layer in _layers(stripped))
+    assert stripped.get_layer("logits") is model.get_layer("logits")
+    np.testing.assert_array_equal(stripped(waveform, training=True), model(waveform))
+
+
+def _layers(model):
+    layers = []
+    for layer in model.layers:
+        layers += [layer, *(_layers(layer) if hasattr(layer, "layers") else [])]
+    return layers
+
+
+def test_a_model_without_a_spectrogram_frontend_is_a_clear_error():
+    from lean.errors import LeanError
+    from lean.training.specaugment import with_spec_augment
+
+    inputs = keras.Input((160,), name="waveform")
+    model = keras.Model(inputs, keras.layers.Dense(3)(inputs), name="raw_wave")
+    with pytest.raises(LeanError, match=r"^--specaugment 15:70: model 'raw_wave' has no "
+                       "spectrogram frontend"):
+        with_spec_augment(model, "15:70")
 
 
 def test_layer_round_trips_through_a_keras_file(tmp_path):
-    import keras
-
     from lean.training.specaugment import SpecAugment
 
     inputs = keras.Input((20, 8))

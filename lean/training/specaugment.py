@@ -1,9 +1,10 @@
 """SpecAugment (Park et al. 2019): frequency and time masks on a spectrogram, training only.
 
-`SpecAugment` is a Keras layer placed right after a model's spectrogram frontend: it masks in
-training and is the identity at inference (`training=False`, which evaluation and tagging
-use). `augment_spectrogram` leaves it out of the export-ready build altogether, so no exported
-file ever holds it. It has no weights, so copying weights into the export build is unaffected.
+`SpecAugment` is a Keras layer that masks in training and is the identity at inference.
+`with_spec_augment` puts it after every spectrogram frontend of any built model (a frontend
+declares `spectrogram_axes = (time_axis, freq_axis)`), in a training copy that shares every
+layer and weight with the model; `without_spec_augment` takes it out again. So builders need
+no change, and the model that is evaluated, saved as best.keras and exported never holds it.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Optional
 import keras
 from keras import ops
 
+from lean.errors import LeanError
 from lean.training.options import (SPECAUGMENT_MASKS, SPECAUGMENT_MAX_TIME_FRACTION,
                                    SpecAugmentSpec, parse_specaugment)
 
@@ -95,23 +97,71 @@ class SpecAugment(keras.layers.Layer):
                 "time_axis": self.time_axis, "freq_axis": self.freq_axis, "seed": self.seed}
 
 
-def augment_spectrogram(features, specaugment: Optional[str], export_ready: bool,
-                        time_axis: int = 1, freq_axis: int = 2):
-    """`features` through a SpecAugment layer when `specaugment` (a `--specaugment` value) is
-    set and the build is not the export-ready one; else `features` unchanged.
+def spectrogram_frontends(model) -> list:
+    """The layers of `model` (nested models included) that declare `spectrogram_axes`."""
+    found = []
+    for layer in getattr(model, "layers", ()):
+        if getattr(layer, "spectrogram_axes", None) is not None:
+            found.append(layer)
+        elif getattr(layer, "layers", None):
+            found += spectrogram_frontends(layer)
+    return found
+
+
+def with_spec_augment(model, specaugment: str, seed: Optional[int] = None):
+    """A training copy of `model` with a SpecAugment layer after each spectrogram frontend.
 
     Args:
-        features: a frontend's spectrogram tensor, e.g. log-mel [B, frames, bands].
-        specaugment: "FREQ:TIME", or None (off).
-        export_ready: the export build, which never holds the layer.
-        time_axis, freq_axis: where time and frequency lie in `features`.
+        model: a built family member.
+        specaugment: a `--specaugment` value ("FREQ:TIME").
+        seed: seeds the masks (the run's seed).
     Returns:
-        The (training-time masked) spectrogram, same shape and dtype.
+        A keras.Model sharing every layer (and so every weight) with `model`.
     """
     spec = parse_specaugment(specaugment)
-    if spec is None or export_ready:
-        return features
-    return SpecAugment.from_spec(spec, time_axis=time_axis, freq_axis=freq_axis)(features)
+    frontends = spectrogram_frontends(model)
+    if not frontends:
+        raise LeanError(f"--specaugment {specaugment}: model {model.name!r} has no spectrogram "
+                        "frontend to mask (SpecAugment masks frequency bins and time frames)")
+    nested = any(layer not in model.layers for layer in frontends)
+
+    def call(layer, *args, **kwargs):
+        outputs = layer(*args, **kwargs)
+        if layer in frontends:
+            time_axis, freq_axis = layer.spectrogram_axes
+            outputs = SpecAugment.from_spec(spec, time_axis=time_axis, freq_axis=freq_axis,
+                                            seed=seed, name=f"{layer.name}_{LAYER_NAME}")(outputs)
+        return outputs
+
+    return keras.models.clone_model(model, clone_function=lambda layer: layer,
+                                    call_function=call, recursive=nested)
 
 
-__all__ = ["LAYER_NAME", "SpecAugment", "augment_spectrogram"]
+def without_spec_augment(model):
+    """`model` without its SpecAugment layers (the same layers and weights otherwise)."""
+    if not any(isinstance(layer, SpecAugment) for layer in _all_layers(model)):
+        return model
+
+    def call(layer, *args, **kwargs):
+        return args[0] if isinstance(layer, SpecAugment) else layer(*args, **kwargs)
+
+    nested = any(isinstance(layer, SpecAugment) and layer not in model.layers
+                 for layer in _all_layers(model))
+    return keras.models.clone_model(model, clone_function=lambda layer: layer,
+                                    call_function=call, recursive=nested)
+
+
+def _all_layers(model) -> list:
+    layers = []
+    for layer in getattr(model, "layers", ()):
+        layers += [layer, *_all_layers(layer)]
+    return layers
+
+
+__all__ = [
+    "LAYER_NAME",
+    "SpecAugment",
+    "spectrogram_frontends",
+    "with_spec_augment",
+    "without_spec_augment",
+]

@@ -218,14 +218,14 @@ def penultimate_model(model):
     except ValueError:
         raise LeanError(f"model {model.name!r} has no `logits` layer: not a family member's "
                         "head") from None
-    return keras.Model(model.inputs, head.input, name=f"{model.name}_features")
+    return keras.Model(model.input, head.input, name=f"{model.name}_features")
 
 
 def fold_linear_svm(model, pipeline):
     """`model` with its head replaced by the folded linear SVM of `pipeline`: same input,
     outputs equal to `pipeline.predict_proba` of its penultimate features."""
     features = penultimate_model(model)
-    return keras.Model(features.inputs, svm_head(features.outputs[0], linear_head(pipeline)),
+    return keras.Model(features.input, svm_head(features.outputs[0], linear_head(pipeline)),
                        name=f"{model.name}_svm")
 
 
