@@ -29,8 +29,8 @@ def test_teacher_logits_are_the_logits_layer(tmp_path, task):
 
     model, _ = _teacher(tmp_path, task)
     windows = np.random.default_rng(0).normal(size=(10, 8)).astype(np.float32)
-    expected = keras.Model(model.inputs, model.get_layer("logits").output).predict(windows,
-                                                                                 verbose=0)
+    logits_layer = keras.Model(model.input, model.get_layer("logits").output)
+    expected = logits_layer.predict(windows, verbose=0)
     logits = teacher_logits(model, task, [windows[:4], windows[4:]], 10, progress=False)
     np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-6)
     assert logits_model(model) is not None
