@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from lean.cli import run_cli
+from lean.command_line import run_cli
 from lean.errors import LeanError
 
 BENCHMARK_MODEL_URL = ("https://storage.googleapis.com/tensorflow-nightly-public/prod/tensorflow/"

@@ -82,8 +82,9 @@ class _WindowRecorder:
     kind = "window-recorder"
 
     def __init__(self, reference, handle):
-        self.labels, self.path = reference.labels, reference.path
+        self.labels, self.path, self.task = reference.labels, reference.path, reference.task
         self.window_samples, self.sample_rate = reference.window_samples, reference.sample_rate
+        self.channels = reference.channels
         self.num_classes = reference.num_classes
         self._handle = handle
 
@@ -99,8 +100,9 @@ class DeviceScoresPredictor:
     kind = "tflite-on-device"
 
     def __init__(self, reference, windows: np.ndarray, scores: np.ndarray):
-        self.labels, self.path = reference.labels, reference.path
+        self.labels, self.path, self.task = reference.labels, reference.path, reference.task
         self.window_samples, self.sample_rate = reference.window_samples, reference.sample_rate
+        self.channels = reference.channels
         self.num_classes = reference.num_classes
         self._windows, self._scores, self._cursor = windows, scores, 0
 
@@ -208,9 +210,8 @@ def prepare_job_folder(model: Path, data_dir: Path, split: str, job_dir: Path, j
     """Cuts the windows exactly as `lean eval` does (same decode, windowing and order) into
     job_dir/windows.f32 and writes job.properties; reuses a complete folder from an earlier run."""
     from lean.data.audio import AudioCache
-    from lean.data.fsd50k import load_dataset
     from lean.data.pipeline import decode_ahead, default_cache_dir
-    from lean.evaluate import score_windows
+    from lean.evaluate import dataset_for, score_windows
     from lean.inference import load_predictor
 
     job_dir.mkdir(parents=True, exist_ok=True)
@@ -220,12 +221,15 @@ def prepare_job_folder(model: Path, data_dir: Path, split: str, job_dir: Path, j
                 "data": str(Path(data_dir).resolve()), "split": split,
                 "window_hop_fraction": eval_config.window_hop_fraction}
     reference = load_predictor(model)
+    if reference.channels != 1:
+        raise LeanError(f"{model}: a {reference.channels}-channel model; the Android demo app "
+                        "runs mono models only (android_demo/README.md)")
     if properties_path.exists() and (job_dir / "windows.f32").exists() and identity_path.exists():
         if json.loads(identity_path.read_text()) != identity:
             raise LeanError(f"{job_dir}: this job folder belongs to another model, dataset or split;"
                             " choose another --job-dir or delete it")
         return parse_properties(properties_path.read_text())
-    dataset = load_dataset(data_dir)
+    dataset = dataset_for(reference, data_dir)
     clips = dataset.clips(split)
     cache = AudioCache(default_cache_dir(), reference.sample_rate)
     temporary = job_dir / "windows.f32.partial"
@@ -255,11 +259,13 @@ def run_device_eval(model: str, data_dir: str, split: str = "eval", serial: Opti
                     adb_path: str = "adb", device_root: str = DEVICE_EVAL_ROOT,
                     poll_s: float = 2.0, stall_timeout_s: float = 600.0,
                     say: Callable[[str], None] = lambda text: print(text, file=sys.stderr)) -> dict:
-    """Scores every eval window on the phone and computes mAP on the host, as `lean eval`.
+    """Scores every eval window on the phone and computes the task's metrics on the host, as
+    `lean eval` does.
 
     Args:
         model: the exported .tflite (float32 waveform in, probabilities out).
-        data_dir: FSD50K-format dataset; split: the split evaluated.
+        data_dir: the dataset (any layout; the folds the model's run held out); split: the split
+            evaluated.
         serial: the device (None: the only connected device).
         job_dir: host folder of the job (default: a per-job folder in ~/.cache/lean-bench).
         threads, delegate: written to job.properties for the app.
@@ -275,8 +281,7 @@ def run_device_eval(model: str, data_dir: str, split: str = "eval", serial: Opti
     from tqdm import tqdm
 
     from lean.config import EvalConfig
-    from lean.data.fsd50k import load_dataset
-    from lean.evaluate import evaluate
+    from lean.evaluate import dataset_for, evaluate
     from lean.inference import load_predictor
 
     model_path, data_path = Path(model), Path(data_dir)
@@ -355,7 +360,8 @@ def run_device_eval(model: str, data_dir: str, split: str = "eval", serial: Opti
                         shape=(job.num_windows, job.window_samples))
     scores = np.memmap(job.scores_path, dtype="<f4", mode="r", shape=(job.num_windows, num_classes))
     replay = DeviceScoresPredictor(reference, windows, scores)
-    report = evaluate(replay, load_dataset(data_path), split, eval_config, progress=False)
+    report = evaluate(replay, dataset_for(reference, data_path), split, eval_config,
+                      progress=False)
     # evaluate() timed the host's replay, not the phone: keep the device's own numbers instead.
     for key in ("host", "seconds", "windows_per_second"):
         report.pop(key, None)
@@ -414,8 +420,10 @@ def format_device_eval_report(report: dict) -> str:
         f"  model {report['model']}, {report['split']} split of {report['data']}: "
         f"{report['num_clips']} clips, {report['num_windows']} windows, "
         f"{report['num_skipped']} skipped",
-        f"  mAP {format_value(report['mAP'], 4)}  mAUC {format_value(report['mAUC'], 4)}  "
-        f"d' {format_value(report['d_prime'], 3)}",
+        (f"  mAP {format_value(report['mAP'], 4)}  mAUC {format_value(report['mAUC'], 4)}  "
+         f"d' {format_value(report['d_prime'], 3)}" if report["task"] == "multilabel" else
+         f"  accuracy {format_value(report['accuracy'], 4)}  macro recall "
+         f"{format_value(report['macro_recall'], 4)}  macro F1 {format_value(report['macro_f1'], 4)}"),
         f"  device mean latency per window (ms): {format_value(report['device_mean_latency_ms'])}",
     ]
     return "\n".join(lines)

@@ -1,4 +1,5 @@
-"""`lean-bench host`: latency, peak memory and mAP of .tflite models on this machine's CPU."""
+"""`lean-bench host`: latency, peak memory and task score (mAP or accuracy) of .tflite models on
+this machine's CPU."""
 
 from __future__ import annotations
 
@@ -103,16 +104,23 @@ def measure_in_subprocess(model_path: str, threads: int, runs: int, warmup: int,
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def _mean_average_precision(model_path: str, data_dir: str, split: str) -> dict:
-    """mAP through the `lean eval` code path (lean.evaluate.evaluate)."""
+# The metrics a row reports, by the model's task.
+TASK_METRICS = {"multilabel": ("mAP", "mAUC", "d_prime"),
+                "single_label": ("accuracy", "macro_f1", "macro_recall")}
+
+
+def _task_scores(model_path: str, data_dir: str, split: str) -> dict:
+    """The model's task metrics through the `lean eval` code path (lean.evaluate.evaluate), on
+    the folds its run held out."""
     from lean.config import EvalConfig
-    from lean.data.fsd50k import load_dataset
-    from lean.evaluate import evaluate
+    from lean.evaluate import dataset_for, evaluate
     from lean.inference import load_predictor
 
-    result = evaluate(load_predictor(model_path), load_dataset(data_dir), split, EvalConfig())
-    metrics = result.get("metrics", result)
-    return {key: metrics.get(key) for key in ("mAP", "mAUC", "d_prime")}
+    predictor = load_predictor(model_path)
+    result = evaluate(predictor, dataset_for(predictor, data_dir), split, EvalConfig(),
+                      progress=False)
+    return {"task": result["task"],
+            **{key: result.get(key) for key in TASK_METRICS[result["task"]]}}
 
 
 def run_host_benchmarks(models: Sequence[str], threads: Sequence[int], runs: int, warmup: int,
@@ -123,7 +131,7 @@ def run_host_benchmarks(models: Sequence[str], threads: Sequence[int], runs: int
         models: .tflite paths; the first is the reference for ratios.
         threads: thread counts.
         runs: timed runs per measurement; warmup: untimed runs before them.
-        data_dir: FSD50K-format dataset for mAP (None: no accuracy).
+        data_dir: a dataset (any layout) for the task's metrics (None: no accuracy).
         split: the split evaluated.
 
     Returns:
@@ -143,8 +151,8 @@ def run_host_benchmarks(models: Sequence[str], threads: Sequence[int], runs: int
         rows.append(row)
     accuracy = {}
     if data_dir:
-        for model in tqdm(models, desc=f"mAP on {split}", unit="model", file=sys.stderr):
-            accuracy[str(model)] = _mean_average_precision(str(model), data_dir, split)
+        for model in tqdm(models, desc=f"scoring {split}", unit="model", file=sys.stderr):
+            accuracy[str(model)] = _task_scores(str(model), data_dir, split)
     for row in rows:
         row.update(accuracy.get(row["model"], {}))
     _add_ratios(rows)
@@ -182,17 +190,16 @@ def _add_ratios(rows: list[dict]) -> None:
 def format_host_report(report: dict) -> str:
     headers = ["model", "thr", "MB", "init ms", "first ms", "median ms", "p90 ms", "min ms",
                "peak RSS MB", "+model MB", "x median", "x size"]
-    with_map = any(row.get("mAP") is not None for row in report["rows"])
-    if with_map:
-        headers.append("mAP")
+    scores = [metric for metric in ("mAP", "accuracy")
+              if any(row.get(metric) is not None for row in report["rows"])]
+    headers += scores
     rows = []
     for row in report["rows"]:
         values = [row["model_name"], row["threads"], row["size_mb"], row["init_ms"],
                   row["first_inference_ms"], row["median_ms"], row["p90_ms"], row["min_ms"],
                   row["peak_rss_mb"], row["model_rss_mb"], row["median_ratio"],
                   row["size_ratio"]]
-        if with_map:
-            values.append(report_lib.format_value(row.get("mAP"), 4))
+        values += [report_lib.format_value(row.get(metric), 4) for metric in scores]
         rows.append(values)
     runs = report["rows"][0]["runs"] if report["rows"] else 0
     warmup = report["rows"][0]["warmup"] if report["rows"] else 0
@@ -207,13 +214,14 @@ def format_host_report(report: dict) -> str:
     ]
     lines += _comparison_lines(report["rows"])
     if report.get("data"):
-        lines.append(f"mAP: `lean eval` code path on {report['data']['dir']} split "
-                     f"{report['data']['split']} (computed on this host).")
+        lines.append(f"{' and '.join(scores) or 'Scores'}: `lean eval` code path on "
+                     f"{report['data']['dir']} split {report['data']['split']} (computed on this "
+                     "host).")
     return "\n".join(lines)
 
 
 def _comparison_lines(rows: list[dict]) -> list[str]:
-    """One sentence per other model: latency, size and mAP against the first model."""
+    """One sentence per other model: latency, size and score against the first model."""
     if len({row["model"] for row in rows}) < 2:
         return []
     reference = rows[0]
@@ -225,8 +233,9 @@ def _comparison_lines(rows: list[dict]) -> list[str]:
                 f"{row['median_ratio']:.2f}x median latency, {row['size_ratio']:.2f}x file size")
         base = next(r for r in rows if r["model"] == reference["model"]
                     and r["threads"] == row["threads"])
-        if row.get("mAP") is not None and base.get("mAP") is not None:
-            text += f", mAP {row['mAP'] - base['mAP']:+.4f}"
+        for metric in ("mAP", "accuracy"):
+            if row.get(metric) is not None and base.get(metric) is not None:
+                text += f", {metric} {row[metric] - base[metric]:+.4f}"
         lines.append(text)
     return lines
 

@@ -8,7 +8,7 @@ import platform
 from pathlib import Path
 from typing import Optional, Sequence
 
-from lean.evaluate import cpu_int8_dot_product, host_cpu_model
+from lean.host import cpu_int8_dot_product, host_cpu_model
 from lean.io import atomic_path, atomic_write_text
 
 

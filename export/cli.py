@@ -7,15 +7,17 @@ import json
 import sys
 from pathlib import Path
 
-from lean.cli import run_cli
+from lean.command_line import run_cli
 
 DESCRIPTION = """\
-Export a trained LEAN run to one TFLite file that drops into Android: float32 waveform input
-[1, samples] at 16 kHz mono, float32 probabilities [1, classes], the log-mel frontend inside
-and kept float, TFLite Model Metadata for MediaPipe's AudioClassifier (labels, sample rate,
-the run's config.json, the code version). The model is verified before it is written:
+Export a trained run (any model of the family) to one TFLite file that drops into Android:
+float32 waveform input [1, samples * channels] at the model's sample rate (channels
+interleaved), float32 probabilities [1, classes], the model's frontend inside and kept float,
+TFLite Model Metadata for MediaPipe's AudioClassifier (labels, sample rate and channels, the
+run's config.json, the code version). The model is verified before it is written:
 MODEL.report.json and MODEL.report.md beside it list size, ops and dtypes, Keras-vs-TFLite
-output differences, mAP float vs exported on val (and eval), host latency and memory.
+output differences, the task's score (mAP or accuracy) float vs exported on val (and eval),
+host latency and memory.
 """
 
 EPILOG = """\
@@ -32,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     from lean_export.export import (
         DEFAULT_CALIBRATION_WINDOWS,
         DEFAULT_HELD_OUT_WINDOWS,
-        DEFAULT_MAX_MAP_DROP,
+        DEFAULT_MAX_DROP,
     )
 
     parser = argparse.ArgumentParser(
@@ -43,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-o", "--output", required=True, metavar="MODEL.tflite", help="the .tflite to write")
     modes = parser.add_mutually_exclusive_group()
     modes.add_argument("--int8", dest="mode", action="store_const", const="int8",
-                       help="int8 weights and activations after the float frontend, calibrated (default)")
+                       help="int8 weights and activations after the float frontend, calibrated "
+                            "(default)")
     modes.add_argument("--dynamic-range", dest="mode", action="store_const", const="dynamic_range",
                        help="int8 weights, float activations; no calibration")
     modes.add_argument("--float16", dest="mode", action="store_const", const="float16",
@@ -53,20 +56,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser.set_defaults(mode="int8")
     parser.add_argument("--int8-all", action="store_true",
                         help="with --int8, quantize everything after the frontend; by default layers "
-                             "with a softmax (attention) and the output head stay float, because int8 "
-                             "steps of 1/256 there cost mAP (see the report)")
+                             "with a softmax (attention) and the output head stay float, because "
+                             "int8 steps of 1/256 there cost accuracy (see the report)")
     parser.add_argument("--activation-ranges", choices=ACTIVATION_RANGE_METHODS, default="mse",
                         help="with --int8, how each activation's int8 range is set: mse (default) "
                              "narrows the calibrated min/max to the range with the least int8 error, "
                              "minmax keeps the converter's min/max")
     parser.add_argument("--data", metavar="DIR", default=None,
-                        help="dataset in the FSD50K layout (default: the run's data_dir)")
+                        help="dataset for calibration and verification (default: the run's, with "
+                             "its layout and folds)")
     parser.add_argument("--calibration-windows", type=int, default=DEFAULT_CALIBRATION_WINDOWS, metavar="N",
                         help=f"train windows that calibrate int8 (default {DEFAULT_CALIBRATION_WINDOWS})")
     parser.add_argument("--held-out-windows", type=int, default=DEFAULT_HELD_OUT_WINDOWS, metavar="N",
                         help=f"val windows for the Keras-vs-TFLite comparison (default {DEFAULT_HELD_OUT_WINDOWS})")
-    parser.add_argument("--max-map-drop", type=float, default=DEFAULT_MAX_MAP_DROP, metavar="X",
-                        help=f"fail when val mAP drops by more than X (default {DEFAULT_MAX_MAP_DROP})")
+    parser.add_argument("--max-drop", "--max-map-drop", dest="max_drop", type=float,
+                        default=DEFAULT_MAX_DROP, metavar="X",
+                        help="fail when the task's val score drops by more than X: mAP for a "
+                             "multilabel model, accuracy for a single_label one (default "
+                             f"{DEFAULT_MAX_DROP})")
     parser.add_argument("--score-threshold", type=float, default=0.0, metavar="X",
                         help="default score threshold in the metadata (MediaPipe drops lower scores; default 0)")
     parser.add_argument("--author", default="lean contributors", help="metadata author")
@@ -81,26 +88,28 @@ def _run(args: argparse.Namespace) -> int:
     import dataclasses
 
     from lean_export.convert import QuantizationConfig
-    from lean_export.export import check_run_dir, export_run
+    from lean.run import read_run_config
+    from lean_export.export import export_run
 
-    check_run_dir(Path(args.run_dir))  # before the quantization config imports TensorFlow
+    read_run_config(Path(args.run_dir))  # a missing or broken run is an error before conversion
     quantization = dataclasses.replace(QuantizationConfig.from_mode(args.mode),
                                        activation_ranges=args.activation_ranges)
     if args.int8_all:
         quantization = dataclasses.replace(quantization, float_softmax_layers=False, float_output_head=False)
     report = export_run(
         args.run_dir, args.output, quantization=quantization, data_dir=args.data,
-        calibration_count=args.calibration_windows, max_map_drop=args.max_map_drop,
+        calibration_count=args.calibration_windows, max_drop=args.max_drop,
         held_out_count=args.held_out_windows, author=args.author, license_name=args.license,
         score_threshold=args.score_threshold, progress=not args.quiet,
     )
     if args.json:
         print(json.dumps(report, indent=2, sort_keys=True))
     else:
-        val = report.get("map", {}).get("val")
-        summary = f"{args.output}: {report['file_size_bytes'] / 1e6:.2f} MB, {report['latency']['median_ms']} ms"
+        val = report.get("quality", {}).get("val")
+        summary = (f"{args.output}: {report['file_size_bytes'] / 1e6:.2f} MB, "
+                   f"{report['latency']['median_ms']} ms")
         if val:
-            summary += f", val mAP {val['float']:.4f} -> {val['exported']:.4f}"
+            summary += f", val {val['metric']} {val['float']:.4f} -> {val['exported']:.4f}"
         print(summary)
     return 0
 

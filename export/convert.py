@@ -22,20 +22,15 @@ INPUT_NAME = "waveform"
 MODES = ("int8", "dynamic_range", "float16", "float32")
 
 
-def _default_float_scopes(float_scopes: tuple[str, ...] | None) -> tuple[str, ...]:
-    if float_scopes is None:
-        from lean.features import FRONTEND_LAYER_NAME
-
-        return (FRONTEND_LAYER_NAME,)
-    return tuple(float_scopes)
-
-
 @dataclass(frozen=True)
 class QuantizationConfig:
     """How the converter quantizes; build it with a `create_*` constructor."""
 
     mode: str
-    # int8 and dynamic_range: layers whose name starts with one of these stay float.
+    # int8 and dynamic_range: the frontend layers (those that declare keeps_float_in_export,
+    # lean.frontends.float_layer_names) stay float.
+    float_frontends: bool = False
+    # int8 and dynamic_range: further layers (by name) that stay float.
     float_scopes: tuple[str, ...] = ()
     # int8: layers that compute a SOFTMAX stay float. An int8 softmax output has a fixed
     # 1/256 step, coarse for attention weights over 40 frames (about 1/40 each): measured on a
@@ -59,27 +54,29 @@ class QuantizationConfig:
                             f"choose one of {', '.join(METHODS)}")
 
     @classmethod
-    def create_full_integer(cls, float_scopes: tuple[str, ...] | None = None,
+    def create_full_integer(cls, float_frontends: bool = True, float_scopes: tuple[str, ...] = (),
                             float_softmax_layers: bool = True,
                             float_output_head: bool = True,
                             activation_ranges: str = "mse") -> "QuantizationConfig":
-        """int8 weights and activations, calibrated; float32 input/output; `float_scopes` kept float.
+        """int8 weights and activations, calibrated; float32 input/output.
 
-        By default the log-mel frontend stays float (quantizing it destroys it, FACTS.md: int8
-        max abs error 9.7 log-mel units), and so do layers with a softmax (attention) and the
-        output head (classifier Dense + sigmoid); activation ranges are MSE-narrowed.
+        By default the frontend layers stay float (quantizing YAMNet's log-mel frontend gave a
+        max abs error of 9.7 log-mel units), and so do layers with a softmax (attention) and the
+        output head (classifier Dense + activation); activation ranges are MSE-narrowed.
+        `float_scopes` names further layers to keep float.
         """
-        return cls("int8", _default_float_scopes(float_scopes), float_softmax_layers, float_output_head,
-                   activation_ranges)
+        return cls("int8", float_frontends, tuple(float_scopes), float_softmax_layers,
+                   float_output_head, activation_ranges)
 
     @classmethod
-    def create_dynamic_range(cls, float_scopes: tuple[str, ...] | None = None) -> "QuantizationConfig":
-        """int8 weights, float activations (no calibration); `float_scopes` keep float weights.
+    def create_dynamic_range(cls, float_frontends: bool = True,
+                             float_scopes: tuple[str, ...] = ()) -> "QuantizationConfig":
+        """int8 weights, float activations (no calibration).
 
-        By default the frontend's DFT and mel matrices stay float (FACTS.md: int8 weights there
-        cost 6.0 log-mel units).
+        By default the frontends keep float weights (int8 DFT and mel matrices cost YAMNet's
+        log-mel 6.0 units); `float_scopes` names further layers to keep float.
         """
-        return cls("dynamic_range", _default_float_scopes(float_scopes))
+        return cls("dynamic_range", float_frontends, tuple(float_scopes))
 
     @classmethod
     def create_float16(cls) -> "QuantizationConfig":
@@ -108,17 +105,21 @@ class QuantizationConfig:
         return self.mode == "int8"
 
 
-def build_serving_model(model, window_samples: int):
-    """Wraps a waveform classifier as the serving graph: waveform [1, W] float32 in, [1, C] out.
+def build_serving_model(model, input_spec):
+    """Wraps a waveform classifier as the serving graph: waveform [1, W * channels] float32 in,
+    [1, C] out.
+
+    A multi-channel model's samples arrive interleaved (frame by frame, as MediaPipe and
+    Android's AudioRecord deliver them) and are reshaped to [1, W, channels] in the graph.
 
     Args:
-      model: a Keras model taking float32 [B, window_samples] and returning probabilities [B, C]
-        (the export-ready copy, so every shape is static).
-      window_samples: samples per window at the model's sample rate.
+      model: a Keras model taking float32 [B, *input_spec.shape] and returning probabilities
+        [B, C] (the export-ready copy, so every shape is static).
+      input_spec: the model's `lean.config.InputSpec`.
 
     Returns:
-      A Keras model with one input named "waveform" of static shape [1, window_samples] and
-      one float32 output [1, C].
+      A Keras model with one input named "waveform" of static shape [1, W * channels] and one
+      float32 output [1, C].
     """
     import keras
 
@@ -127,8 +128,12 @@ def build_serving_model(model, window_samples: int):
             f"model {model.name} has {len(model.inputs)} inputs and {len(model.outputs)} outputs; "
             "export needs one waveform input and one probability output"
         )
-    waveform = keras.Input(shape=(window_samples,), batch_size=1, dtype="float32", name=INPUT_NAME)
-    probabilities = model(waveform)
+    values = input_spec.window_samples * input_spec.channels
+    waveform = keras.Input(shape=(values,), batch_size=1, dtype="float32", name=INPUT_NAME)
+    samples = waveform
+    if input_spec.channels > 1:
+        samples = keras.layers.Reshape(input_spec.shape, name="deinterleave")(waveform)
+    probabilities = model(samples)
     if len(probabilities.shape) != 2 or probabilities.shape[0] != 1:
         raise LeanError(f"model {model.name} returns shape {tuple(probabilities.shape)}, expected (1, classes)")
     if probabilities.dtype != "float32":
@@ -139,12 +144,17 @@ def build_serving_model(model, window_samples: int):
 def float_node_names(tensor_names: list[str], scopes: tuple[str, ...]) -> list[str]:
     """The tensor names (op outputs) that lie under one of the layer-name scopes.
 
-    TFLite names a tensor after its TF ops, "outer/layer_1/op", several fused ops joined by ";".
+    TFLite names a tensor after its TF ops, "outer/layer_1/op", several fused ops joined by ";";
+    a path part matches a scope when it is the scope's name, or that name with the "_N" suffix
+    TensorFlow adds to repeated name scopes.
     """
+    if not scopes:
+        return []
+    pattern = re.compile("^(?:" + "|".join(re.escape(scope) for scope in scopes) + r")(?:_\d+)?$")
     chosen = []
     for name in tensor_names:
         parts = [part for fused in name.split(";") for part in fused.split("/")]
-        if any(part.startswith(scope) for part in parts for scope in scopes):
+        if any(pattern.match(part) for part in parts):
             chosen.append(name)
     return chosen
 
@@ -232,7 +242,8 @@ def _restore_float_weights(hybrid: bytes, float_model: bytes, scopes: tuple[str,
         tensor.quantization = None
         restored.append(name)
     if not restored:
-        raise LeanError(f"no quantized weights found under {', '.join(scopes)} to keep float")
+        # Dynamic-range quantization leaves small constants float: nothing to restore.
+        return hybrid, restored
     return pack_model(model), restored
 
 
@@ -311,11 +322,17 @@ def _convert_in_this_process(model, quantization: QuantizationConfig, windows, p
     """Runs the TFLite converter here (call it from the child process only)."""
     import tensorflow as tf
 
+    from lean.frontends import float_layer_names
+
     _stage(f"converting to TFLite ({quantization.mode})")
+    scopes = tuple(quantization.float_scopes)
+    if quantization.float_frontends:
+        scopes = tuple(float_layer_names(model)) + scopes
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     # float_nodes: int8 op outputs denylisted; float_weights: dynamic-range weights kept float.
-    details: dict = {"float_nodes": [], "float_weights": [], "float_layers": [], "float_head": []}
+    details: dict = {"float_nodes": [], "float_weights": [], "float_layers": [], "float_head": [],
+                     "float_scopes": list(scopes)}
     if quantization.mode == "float32":
         return converter.convert(), details
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -324,16 +341,17 @@ def _convert_in_this_process(model, quantization: QuantizationConfig, windows, p
         return converter.convert(), details
     if quantization.mode == "dynamic_range":
         hybrid = converter.convert()
-        if not quantization.float_scopes:
+        if not scopes:
             return hybrid, details
         converter.optimizations = []
         _stage("converting a float32 copy to restore the float scopes' weights")
         restored, details["float_weights"] = _restore_float_weights(hybrid, converter.convert(),
-                                                                  quantization.float_scopes)
+                                                                  scopes)
         return restored, details
 
     def representative_dataset():
-        # A dict keyed by input name: with a list, inputs were matched alphabetically (FACTS.md).
+        # A dict keyed by input name: a list was matched to the inputs in alphabetical order,
+        # not model order (measured with TF 2.21).
         for window in progress(windows):
             yield {INPUT_NAME: window[np.newaxis, :].astype(np.float32)}
 
@@ -356,11 +374,11 @@ def _convert_in_this_process(model, quantization: QuantizationConfig, windows, p
         _stage("narrowing activation ranges (histograms of the calibration windows)")
         calibrated, details["activation_ranges"] = narrow_activation_ranges(calibrated, windows, progress)
     names = _tensor_names(calibrated)
-    denylisted = float_node_names(names, quantization.float_scopes)
-    if quantization.float_scopes and not denylisted:
+    denylisted = float_node_names(names, scopes)
+    if scopes and not denylisted:
         raise LeanError(
-            f"no ops found under {', '.join(quantization.float_scopes)}; the frontend would be "
-            "quantized (its layers must be named with that prefix)"
+            f"no ops found under {', '.join(scopes)}; the frontend would be quantized (its ops "
+            "must carry its layer name)"
         )
     if quantization.float_softmax_layers:
         layers = softmax_layer_paths(calibrated)

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from lean.errors import LeanError
+from lean.run import CONFIG_FILE, LABELS_FILE, load_run, read_run_config
 from lean_export.convert import QuantizationConfig, build_serving_model, convert_model
 from lean_export.metadata import AssociatedFile, AudioClassifierInfo, add_metadata, read_metadata
 from lean_export.verify import (
@@ -25,14 +26,13 @@ from lean_export.verify import (
     write_report,
 )
 
-SAMPLE_RATE = 16000
 DEFAULT_CALIBRATION_WINDOWS = 200
 DEFAULT_HELD_OUT_WINDOWS = 64
-DEFAULT_MAX_MAP_DROP = 0.01
+# Largest allowed drop of the task's primary score (val mAP or accuracy), float -> exported.
+DEFAULT_MAX_DROP = 0.01
 # Keras model vs its export-ready rebuild: the same float math reordered (unrolled LSTM, static
 # batch), so probabilities agree to float32 rounding; more means the rebuild is wrong.
 EXPORT_READY_TOLERANCE = 1e-4
-RUN_FILES = ("config.json", "labels.txt", "best.keras")
 CODE_VERSION_FILE = "code_version.txt"
 CALIBRATION_SEED = 0
 
@@ -42,40 +42,20 @@ def _log(message: str, progress: bool) -> None:
         print(f"lean-export: {message}", file=sys.stderr, flush=True)
 
 
-def check_run_dir(run_dir: Path):
-    """Validates a run directory before any heavy work; returns its RunConfig."""
-    from lean.config import RunConfig, load_json
-
-    if not run_dir.is_dir():
-        raise LeanError(f"{run_dir}: no such run directory")
-    missing = [name for name in RUN_FILES if not (run_dir / name).is_file()]
-    if missing:
-        raise LeanError(f"{run_dir}: incomplete run directory (missing {', '.join(missing)})")
-    try:
-        config = load_json(RunConfig, run_dir / "config.json")
-    except (ValueError, TypeError) as error:
-        raise LeanError(f"{run_dir / 'config.json'}: not a valid run config ({error})") from None
-    sample_rate = config.model.frontend.sample_rate
-    if sample_rate != SAMPLE_RATE:
-        raise LeanError(
-            f"{run_dir / 'config.json'}: sample_rate is {sample_rate} Hz; the exported model and its "
-            f"MediaPipe metadata take {SAMPLE_RATE} Hz mono (YAMNet's frontend)"
-        )
-    return config
-
-
 def _resolve_dataset(config, run_dir: Path, data_dir):
-    from lean.data.fsd50k import load_dataset
+    """The run's dataset, with the folds it was trained on (`--data` may point elsewhere)."""
+    from lean.data import load_dataset
 
-    root = data_dir or config.data_dir
+    data = config.data
+    root = data_dir or data.dir
     if not root:
         raise LeanError(
-            f"{run_dir}: no data for calibration and verification (config.json has no data_dir); "
+            f"{run_dir}: no data for calibration and verification (config.json names no dataset); "
             "pass --data DIR"
         )
     if not Path(root).is_dir():
         raise LeanError(f"{root}: calibration data folder not found; pass --data DIR")
-    return load_dataset(root)
+    return load_dataset(root, layout=data.layout, fold=data.fold, val_fold=data.val_fold)
 
 
 def _windows_from_clips(clips, cache, cut, wanted: int, what: str) -> np.ndarray:
@@ -165,7 +145,9 @@ def classifier_info(run_dir: Path, config, labels, quantization: QuantizationCon
                     license_name: str, score_threshold: float, version: str) -> AudioClassifierInfo:
     """The metadata of an exported run: identity, audio format, labels, config and code version."""
     from lean.models.registry import describe
+    from lean.tasks import task
 
+    model = config.model
     exported_at = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     version_text = "\n".join([
         version,
@@ -175,19 +157,27 @@ def classifier_info(run_dir: Path, config, labels, quantization: QuantizationCon
         f"exported: {exported_at}",
         *[f"{package}: {value}" for package, value in _versions().items()],
     ]) + "\n"
+    spec = model.input
+    audio = f"{spec.window_seconds:g} s of {spec.sample_rate} Hz " + (
+        "mono audio" if spec.channels == 1 else f"{spec.channels}-channel audio (interleaved)")
+    what = "Audio tagging" if model.task == "multilabel" else "Audio classification"
+    activation = task(model.task).activation
     return AudioClassifierInfo(
-        name=f"lean-{config.model.name}",
-        description=(f"{describe(config.model.name)}. Audio tagging of {config.model.window_seconds:g} s "
-                     f"of 16 kHz mono audio into {len(labels)} labels; {quantization.mode} export."),
+        name=f"lean-{model.name}",
+        description=(f"{describe(model.name)}. {what} of {audio} into {len(labels)} labels; "
+                     f"{quantization.mode} export."),
         version=version,
         author=author,
         license=license_name,
-        sample_rate=config.model.frontend.sample_rate,
-        channels=1,
+        sample_rate=spec.sample_rate,
+        channels=spec.channels,
         labels=tuple(labels),
         score_threshold=score_threshold,
+        input_description=("Waveform, float32 in [-1, 1]" + (
+            "." if spec.channels == 1 else ", channels interleaved frame by frame.")),
+        output_description=f"Probability of each label ({activation}), float32.",
         associated_files=(
-            AssociatedFile("config.json", (run_dir / "config.json").read_bytes(),
+            AssociatedFile(CONFIG_FILE, (run_dir / CONFIG_FILE).read_bytes(),
                            "The training run's config.json (lean.config.RunConfig)."),
             AssociatedFile(CODE_VERSION_FILE, version_text.encode("utf-8"),
                            "Code version and tool versions that produced this file."),
@@ -195,13 +185,17 @@ def classifier_info(run_dir: Path, config, labels, quantization: QuantizationCon
     )
 
 
-def _evaluate_map(float_predictor, exported_path: Path, dataset, eval_config, progress: bool) -> dict:
-    """mAP of the float Keras model and the exported file on val (and eval), via lean.evaluate,
-    with the spread of the drop over resampled clips (a small split cannot resolve a small drop)."""
+def _evaluate_quality(float_predictor, exported_path: Path, dataset, eval_config,
+                      progress: bool) -> dict:
+    """The task's primary score (mAP or accuracy) of the float Keras model and of the exported
+    file on val (and eval), via lean.evaluate, with the spread of the drop over resampled clips
+    (a small split cannot resolve a small drop)."""
     from lean.evaluate import evaluate
     from lean.inference import load_predictor
-    from lean.metrics import paired_bootstrap_map_difference
+    from lean.metrics import paired_bootstrap_difference
 
+    task = float_predictor.task
+    metric = "mAP" if task == "multilabel" else "accuracy"
     exported = load_predictor(exported_path)
     splits = ["val"] + (["eval"] if dataset.has_eval and dataset.clips("eval") else [])
     results = {}
@@ -211,18 +205,25 @@ def _evaluate_map(float_predictor, exported_path: Path, dataset, eval_config, pr
             for predictor in (float_predictor, exported)
         )
         if float_report["clip_keys"] != exported_report["clip_keys"]:
-            raise LeanError(f"{dataset.root}: the float and exported evaluations of {split} scored different clips")
-        spread = paired_bootstrap_map_difference(
-            float_report["clip_targets"], float_report["clip_scores"], exported_report["clip_scores"])
+            raise LeanError(f"{dataset.root}: the float and exported evaluations of {split} "
+                            "scored different clips")
+        spread = paired_bootstrap_difference(
+            float_report["clip_targets"], float_report["clip_scores"],
+            exported_report["clip_scores"], task=task)
         results[split] = {
+            "metric": metric,
             "num_clips": exported_report["num_clips"],
-            "float": float_report["mAP"],
-            "exported": exported_report["mAP"],
-            "drop": float_report["mAP"] - exported_report["mAP"],
+            "float": float_report[metric],
+            "exported": exported_report[metric],
+            "drop": float_report[metric] - exported_report[metric],
             "drop_bootstrap": {key: spread[key] for key in ("sd", "low", "high", "rounds")},
-            "float_mAUC": float_report["mAUC"],
-            "exported_mAUC": exported_report["mAUC"],
         }
+        if task == "multilabel":
+            results[split].update(float_mAUC=float_report["mAUC"],
+                                  exported_mAUC=exported_report["mAUC"])
+        else:
+            results[split].update(float_macro_f1=float_report["macro_f1"],
+                                  exported_macro_f1=exported_report["macro_f1"])
     return results
 
 
@@ -232,7 +233,7 @@ def export_run(
     quantization: QuantizationConfig | str = "int8",
     data_dir: str | Path | None = None,
     calibration_count: int = DEFAULT_CALIBRATION_WINDOWS,
-    max_map_drop: float | None = DEFAULT_MAX_MAP_DROP,
+    max_drop: float | None = DEFAULT_MAX_DROP,
     held_out_count: int = DEFAULT_HELD_OUT_WINDOWS,
     latency_runs: int = 50,
     author: str = "lean contributors",
@@ -246,10 +247,11 @@ def export_run(
       run_dir: a `lean train` run directory (config.json, labels.txt, best.keras).
       output: destination .tflite; MODEL.report.json and MODEL.report.md are written beside it.
       quantization: a `QuantizationConfig` or a mode name (int8, dynamic_range, float16, float32).
-      data_dir: dataset in the FSD50K layout (default: the run's data_dir): train windows
+      data_dir: the dataset (default: the run's, with its layout and folds): train windows
         calibrate int8, val (and eval) windows verify the export.
       calibration_count: calibration windows for int8.
-      max_map_drop: largest allowed val mAP drop float -> exported (None: do not evaluate mAP).
+      max_drop: largest allowed drop of the task's primary score on val, float -> exported (mAP
+        for multilabel, accuracy for single_label; None: do not evaluate).
       held_out_count: val windows for the Keras-vs-TFLite output comparison.
       latency_runs: timed LiteRT invocations (1 thread) for the report (>= 50).
       author, license_name, score_threshold: written into the metadata.
@@ -257,7 +259,7 @@ def export_run(
 
     Returns:
       The report dict (also written as MODEL.report.json). Raises LeanError, after writing the
-      report and without leaving a model at `output`, when the mAP drop exceeds `max_map_drop`.
+      report and without leaving a model at `output`, when the drop exceeds `max_drop`.
     """
     run_dir, output = Path(run_dir), Path(output)
     if output.suffix != ".tflite":
@@ -266,7 +268,7 @@ def export_run(
         raise LeanError(f"--calibration-windows must be at least 1, got {calibration_count}")
     if latency_runs < 50:
         raise LeanError(f"latency needs at least 50 runs for a stable median, got {latency_runs}")
-    config = check_run_dir(run_dir)
+    config = read_run_config(run_dir)
     dataset = _resolve_dataset(config, run_dir, data_dir)
     # TensorFlow loads only now, after the cheap checks.
     if isinstance(quantization, str):
@@ -275,24 +277,25 @@ def export_run(
     from lean.data.pipeline import default_cache_dir
     from lean.inference import KerasPredictor
     from lean.models.registry import export_ready_copy
-    from lean.train import load_run
 
-    window_samples = config.model.window_samples
-    cache = AudioCache(default_cache_dir(), config.model.frontend.sample_rate)
+    model_input = config.model.input
+    window_samples = model_input.window_samples
+    cache = AudioCache(default_cache_dir(), model_input.sample_rate, channels=model_input.channels)
 
     _log(f"loading {run_dir}", progress)
     run = load_run(run_dir)
     if tuple(dataset.labels) != tuple(run.labels):
-        raise LeanError(f"{dataset.root}: its vocabulary differs from {run_dir / 'labels.txt'}")
+        raise LeanError(f"{dataset.root}: its labels differ from {run_dir / LABELS_FILE}")
     export_ready = export_ready_copy(run.model, run.config.model)
-    serving = build_serving_model(export_ready, window_samples)
+    serving = build_serving_model(export_ready, model_input)
 
     held_out = held_out_windows(dataset, window_samples, held_out_count, cache,
                                 config.eval.window_hop_fraction)
-    float_predictor = KerasPredictor(run.model, run_dir, run.labels, SAMPLE_RATE)
+    float_predictor = KerasPredictor(run.model, run_dir, run.labels, model_input,
+                                     config.model.task)
     float_scores = float_predictor.predict(held_out)
     # One traced graph for all windows (eager calls of an unrolled LSTM are slow); batch 1 is static.
-    ready_scores = serving.predict(held_out, batch_size=1, verbose=0)
+    ready_scores = serving.predict(held_out.reshape(len(held_out), -1), batch_size=1, verbose=0)
     parity = output_difference(float_scores, ready_scores)
     if parity["max_abs_diff"] > EXPORT_READY_TOLERANCE:
         raise LeanError(
@@ -319,7 +322,7 @@ def export_run(
         staged.write_bytes(model_bytes)
         _log("verifying", progress)
         report = _verify(staged, output, run_dir, config, quantization, details, parity,
-                         float_scores, held_out, float_predictor, dataset, max_map_drop,
+                         float_scores, held_out, float_predictor, dataset, max_drop,
                          latency_runs, conversion_seconds, progress)
         write_report(report, output)
         if not report["passed"]:
@@ -337,9 +340,9 @@ def export_run(
 
 
 def _verify(staged: Path, output: Path, run_dir: Path, config, quantization, details, parity,
-            float_scores, held_out, float_predictor, dataset, max_map_drop, latency_runs,
+            float_scores, held_out, float_predictor, dataset, max_drop, latency_runs,
             conversion_seconds, progress) -> dict:
-    from lean.evaluate import host_description
+    from lean.host import host_description
     from lean.inference import load_predictor
 
     model_bytes = staged.read_bytes()
@@ -351,8 +354,9 @@ def _verify(staged: Path, output: Path, run_dir: Path, config, quantization, det
         "run_dir": str(run_dir),
         "model_name": config.model.name,
         "quantization": quantization.mode,
-        # Layers kept float: named scopes (the frontend), then int8's softmax layers (attention).
-        "float_layers": list(quantization.float_scopes) + details.get("float_layers", []),
+        "task": config.model.task,
+        # Layers kept float: the frontends and named scopes, then int8's softmax layers.
+        "float_layers": details.get("float_scopes", []) + details.get("float_layers", []),
         "float_head": details.get("float_head", []),
         "activation_ranges": details.get("activation_ranges"),
         "file_size_bytes": len(model_bytes),
@@ -372,7 +376,7 @@ def _verify(staged: Path, output: Path, run_dir: Path, config, quantization, det
             "associated_files": sorted(metadata["associated_files"]),
         },
         "conversion_seconds": round(conversion_seconds, 1),
-        "max_map_drop": max_map_drop,
+        "max_drop": max_drop,
         "latency": measure_latency(staged, threads=1, runs=latency_runs),
         "host": host_description(),
         "versions": _versions(),
@@ -384,14 +388,16 @@ def _verify(staged: Path, output: Path, run_dir: Path, config, quantization, det
             f"{len(report['int8_ops_in_float_layers'])} ops of the float layers were quantized to int8 "
             f"(first: {report['int8_ops_in_float_layers'][0]})"
         )
-    if max_map_drop is not None:
-        report["map"] = _evaluate_map(float_predictor, staged, dataset, config.eval, progress)
-        for split, values in report["map"].items():
+    if max_drop is not None:
+        report["quality"] = _evaluate_quality(float_predictor, staged, dataset, config.eval,
+                                              progress)
+        for split, values in report["quality"].items():
             # Only val gates the export; eval is reported, not tuned on.
-            if split == "val" and values["drop"] > max_map_drop:
+            if split == "val" and values["drop"] > max_drop:
                 report["failures"].append(
-                    f"val mAP dropped by {values['drop']:.4f} ({values['float']:.4f} -> "
-                    f"{values['exported']:.4f}), more than --max-map-drop {max_map_drop:g}"
+                    f"val {values['metric']} dropped by {values['drop']:.4f} "
+                    f"({values['float']:.4f} -> {values['exported']:.4f}), more than "
+                    f"--max-drop {max_drop:g}"
                 )
     report["passed"] = not report["failures"]
     return report

@@ -278,12 +278,14 @@ def render_markdown(report: dict) -> str:
             lines.append(f"| Keras float vs TFLite | {difference['windows']} | "
                          f"{_number(difference['max_abs_diff'])} | {_number(difference['mean_abs_diff'])} |")
         lines.append("")
-    if report.get("map"):
-        lines += ["## mAP (same code as `lean eval`)", "",
-                  f"Allowed drop: {_number(report.get('max_map_drop'))}", "",
-                  "| split | clips | float (Keras) | exported (TFLite) | drop | drop over resampled clips: sd, 95% |",
+    if report.get("quality"):
+        metric = next(iter(report["quality"].values()))["metric"]
+        lines += [f"## {metric} (same code as `lean eval`)", "",
+                  f"Allowed drop: {_number(report.get('max_drop'))}", "",
+                  "| split | clips | float (Keras) | exported (TFLite) | drop | drop over "
+                  "resampled clips: sd, 95% |",
                   "|---|---|---|---|---|---|"]
-        for split, values in report["map"].items():
+        for split, values in report["quality"].items():
             spread = values.get("drop_bootstrap")
             spread_text = (f"{_number(spread['sd'])}, {_number(spread['low'])} to {_number(spread['high'])}"
                            if spread else "-")

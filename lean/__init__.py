@@ -1,3 +1,4 @@
-"""lean: LEAN on-device audio tagging (arXiv 2305.12712). Importing it does no I/O."""
+"""lean: on-device audio classification, LEAN (arXiv 2305.12712) and related families. Importing
+it does no I/O."""
 
 __version__ = "0.1.0"

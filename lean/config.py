@@ -122,7 +122,20 @@ class EvalConfig:
     """How clips are cut into windows and window scores aggregated (paper: 50 % overlap, mean)."""
 
     window_hop_fraction: float = 0.5
-    aggregation: str = "mean"  # mean | max | mean_logits
+    aggregation: str = "mean"  # one of lean.data.windows.AGGREGATIONS
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which data a run trains on, and how its splits were chosen."""
+
+    # The dataset folder (absolute); export reads calibration windows from it.
+    dir: Optional[str] = None
+    # One of lean.data.LAYOUT_NAMES (fsd50k, esc50, ...); None: detected from the files.
+    layout: Optional[str] = None
+    # Folds layouts: the fold held out as eval, and the one validated on.
+    fold: Optional[int] = None
+    val_fold: Optional[int] = None
 
 
 @dataclass(frozen=True)
@@ -132,7 +145,7 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
-    data_dir: Optional[str] = None
+    data: DataConfig = field(default_factory=DataConfig)
     lean_version: str = ""
 
 
@@ -181,6 +194,7 @@ __all__ = [
     "ModelConfig",
     "TrainConfig",
     "EvalConfig",
+    "DataConfig",
     "RunConfig",
     "to_dict",
     "from_dict",

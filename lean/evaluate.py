@@ -1,10 +1,9 @@
-"""Clip-level evaluation as in the paper: 50 %-overlap 1 s windows, pooled scores, mAP/mAUC/d'."""
+"""Clip-level evaluation: overlapping windows of the model's input, pooled per clip, scored by the
+model's task (mAP/mAUC/d' for tagging as in LEAN's paper; accuracy, macro F1 and the confusion
+matrix for single-label classification)."""
 
 from __future__ import annotations
 
-import os
-import platform
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +13,9 @@ import numpy as np
 
 from lean.config import EvalConfig
 from lean.errors import LeanError
+from lean.host import host_description
 from lean.inference import DEFAULT_BATCH
+
 
 @dataclass
 class WindowScores:
@@ -95,90 +96,47 @@ def score_windows(predictor, decoded: Iterable, hop_fraction: float, total: Opti
     )
 
 
-def _cpuinfo_fields(text: Optional[str] = None) -> dict[str, str]:
-    """The first value of each `key : value` line of /proc/cpuinfo (or of `text`); {} if unreadable."""
-    if text is None:
-        try:
-            text = Path("/proc/cpuinfo").read_text(errors="replace")
-        except OSError:
-            return {}
-    fields = {}
-    for line in text.splitlines():
-        name, _, value = line.partition(":")
-        if value.strip():
-            fields.setdefault(name.strip(), value.strip())
-    return fields
-
-
-def host_cpu_model() -> str:
-    """The host CPU model from /proc/cpuinfo (x86 `model name`, ARM `Hardware`/`Model`)."""
-    fields = _cpuinfo_fields()
-    for key in ("model name", "Hardware", "Model", "cpu model"):
-        if key in fields:
-            return fields[key]
-    return platform.processor() or platform.machine() or "unknown CPU"
-
-
-# CPU features with an int8 dot-product instruction: with one, XNNPACK's int8 kernels run far
-# faster than its float ones (measured: int8 YAMNet 0.56x float YAMNet's latency on an
-# AVX512-VNNI Xeon, 0.88x on an AVX2-only EPYC), so int8/float latency ratios depend on it.
-INT8_DOT_PRODUCT_FEATURES = ("avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm", "sve2")
-
-
-def cpu_int8_dot_product(cpuinfo: Optional[str] = None) -> list[str]:
-    """The int8 dot-product features the CPU lists in /proc/cpuinfo (x86 `flags`, ARM `Features`)."""
-    fields = _cpuinfo_fields(cpuinfo)
-    present = set(fields.get("flags", fields.get("Features", "")).split())
-    return [feature for feature in INT8_DOT_PRODUCT_FEATURES if feature in present]
-
-
-def host_description(predictor=None) -> dict:
-    """Where a measurement was taken: CPU model and int8 dot-product features, core count,
-    platform, and any GPU in use."""
-    host = {"cpu": host_cpu_model(), "cpu_int8_dot_product": cpu_int8_dot_product(),
-            "cpu_count": os.cpu_count(), "platform": platform.platform(), "python": sys.version.split()[0]}
-    if getattr(predictor, "kind", None) == "keras":
-        import tensorflow as tf
-
-        host["gpus"] = [gpu.name for gpu in tf.config.list_physical_devices("GPU")]
-        host["tensorflow"] = tf.__version__
-    elif getattr(predictor, "kind", None) == "tflite":
-        from importlib.metadata import version
-
-        host["ai_edge_litert"] = version("ai-edge-litert")
-    return host
-
-
 def evaluate(predictor, dataset, split: str, eval_config: EvalConfig = EvalConfig(),
              cache=None, on_bad_audio: str = "skip", plots_dir: Optional[str | Path] = None,
              progress: bool = True, keep_scores: bool = False) -> dict:
     """Evaluates a predictor on one split, the way `lean eval` reports it.
 
+    Every clip is cut into windows of the model's input (overlapping by the config's hop), the
+    window scores are pooled per clip (`eval_config.aggregation`) and scored by the model's
+    task: mAP, mAUC and d' for multilabel; accuracy, macro recall / precision / F1 and the
+    confusion matrix for single_label, per clip and per window ("segments").
+
     Args:
         predictor: from `lean.inference.load_predictor` (Keras or LiteRT).
-        dataset: a `lean.data.fsd50k.Dataset` with the predictor's vocabulary.
+        dataset: a `lean.data.dataset.Dataset` with the predictor's labels.
         split: "eval", "val" or "train".
         eval_config: window hop and score aggregation.
         cache: a `lean.data.audio.AudioCache` (default: the user cache folder).
         on_bad_audio: "skip" (counted and listed in the result) or "fail".
-        plots_dir: when set, PR curves and per-class AP bars are written there as PNG.
+        plots_dir: when set, the task's plots are written there as PNG (multilabel: PR curves
+            and per-class AP; single_label: the confusion matrix).
         progress: tqdm bar on stderr.
         keep_scores: also return the clip scores and targets (numpy arrays, not JSON), to compare
             two models clip by clip.
 
     Returns:
-        dict with mAP, mAUC, d_prime, num_clips, num_windows, model, per_class, host, timing and
-        the skipped files (with keep_scores: clip_keys, clip_scores [N, C], clip_targets [N, C]).
+        dict with `task`, the task's metrics, num_clips, num_windows, model, per_class, host,
+        timing and the skipped files (with keep_scores: clip_keys, clip_scores [N, C],
+        clip_targets [N, C], window_scores, clip_of_window).
     """
     from lean.data.audio import AudioCache
     from lean.data.pipeline import decode_ahead, default_cache_dir
     from lean.data.windows import aggregate_clip_scores
-    from lean.metrics import multilabel_metrics
 
     if on_bad_audio not in ("skip", "fail"):
         raise LeanError(f"on_bad_audio must be skip or fail, not '{on_bad_audio}'")
+    task = predictor.task
+    if task is None:
+        raise LeanError(f"{predictor.path}: its files do not say whether it is multilabel or "
+                        "single_label; pass --task")
     _check_vocabulary(predictor, dataset)
-    cache = cache or AudioCache(default_cache_dir(), predictor.sample_rate)
+    cache = cache or AudioCache(default_cache_dir(), predictor.sample_rate,
+                                channels=predictor.channels)
     clips = dataset.clips(split)
     if not clips:
         raise LeanError(f"{dataset.root}: the {split} split has no clips")
@@ -195,16 +153,23 @@ def evaluate(predictor, dataset, split: str, eval_config: EvalConfig = EvalConfi
                                         eval_config.aggregation, num_clips=len(result.keys))
     seconds = time.perf_counter() - started
     y_true = dataset.label_matrix(result.keys)
-    metrics = multilabel_metrics(y_true, clip_scores, dataset.labels)
+    metrics = task_metrics(task, y_true, clip_scores, dataset.labels)
+    if task == "single_label":
+        segments = task_metrics(task, y_true[result.clip_of_window], result.scores, dataset.labels)
+        metrics["segments"] = {key: segments[key] for key in
+                               ("accuracy", "macro_recall", "macro_precision", "macro_f1")}
     report = {
+        "task": task,
         "model": str(predictor.path),
         "model_kind": predictor.kind,
         "data": str(dataset.root),
         "split": split,
+        **dataset.describe_split(),
         "aggregation": eval_config.aggregation,
         "window_hop_fraction": eval_config.window_hop_fraction,
         "window_samples": predictor.window_samples,
         "sample_rate": predictor.sample_rate,
+        "channels": predictor.channels,
         "num_clips": len(result.keys),
         "num_windows": result.num_windows,
         "num_skipped": len(result.failures),
@@ -215,14 +180,39 @@ def evaluate(predictor, dataset, split: str, eval_config: EvalConfig = EvalConfi
         "host": host_description(predictor),
     }
     if keep_scores:
-        report.update(clip_keys=list(result.keys), clip_scores=clip_scores, clip_targets=y_true)
+        report.update(clip_keys=list(result.keys), clip_scores=clip_scores, clip_targets=y_true,
+                      window_scores=result.scores, clip_of_window=result.clip_of_window)
     if plots_dir is not None:
         from lean.plots import write_evaluation_plots
 
         report["plots"] = [str(path) for path in
-                           write_evaluation_plots(y_true, clip_scores, metrics["per_class"],
+                           write_evaluation_plots(task, y_true, clip_scores, metrics,
                                                   plots_dir, title=Path(predictor.path).name)]
     return report
+
+
+def dataset_for(predictor, data_dir: str | Path, layout: Optional[str] = None,
+                fold: Optional[int] = None, val_fold: Optional[int] = None):
+    """The dataset at `data_dir` split as the predictor's run was (its layout and held-out folds,
+    from its run config or the .tflite's packed one), unless layout or fold say otherwise."""
+    from lean.data import load_dataset
+
+    trained_on = getattr(predictor, "data_config", None)
+    if trained_on is not None and fold is None and layout in (None, trained_on.layout):
+        layout, fold = trained_on.layout, trained_on.fold
+        val_fold = val_fold or trained_on.val_fold
+    return load_dataset(data_dir, layout=layout, fold=fold, val_fold=val_fold)
+
+
+def task_metrics(task: str, y_true: np.ndarray, scores: np.ndarray, labels) -> dict:
+    """`multilabel_metrics` or `single_label_metrics` (renamed to the report's keys)."""
+    from lean.metrics import multilabel_metrics, single_label_metrics
+
+    if task == "multilabel":
+        return multilabel_metrics(y_true, scores, labels)
+    metrics = single_label_metrics(y_true, scores, labels)
+    metrics["num_clips_scored"] = metrics.pop("num_examples")
+    return metrics
 
 
 def _check_vocabulary(predictor, dataset) -> None:

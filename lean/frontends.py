@@ -1,5 +1,9 @@
 """Frontends: named float32 Keras layers from waveform to what a model's body reads.
 
+YAMNet's log-mel patch (`YamnetLogMel`); one log filterbank spectrogram for the Kaldi fbank,
+log-mel and log-Gammatone features (`Spectrogram` + `SpectrogramConfig`); and waveform front
+ops (`PreEmphasis`, `ZNormalization`, `MaxDecimation`).
+
 Every frontend subclasses `Frontend`, which declares `keeps_float_in_export`: the exporter
 finds such layers by that flag (`float_layer_names`) and keeps every op under their names
 float32, whatever the rest of the model is quantized to (int8 destroys log-mel values: 9.7
@@ -12,6 +16,7 @@ import dataclasses
 import functools
 import math
 from dataclasses import dataclass
+from typing import Optional
 
 import keras
 import numpy as np
@@ -28,6 +33,28 @@ class Frontend(keras.layers.Layer):
         # float16 DFT sums lose the quiet bands that a log spectrum resolves.
         kwargs["dtype"] = "float32"
         super().__init__(**kwargs)
+
+
+class _ConfiguredFrontend(Frontend):
+    """A frontend built from a frozen config dataclass (or its dict) and the input's rate."""
+
+    default_name = "frontend"
+
+    def __init__(self, frontend_config=None, sample_rate: int = 16000, **kwargs):
+        kwargs.setdefault("name", self.default_name)
+        super().__init__(**kwargs)
+        if isinstance(frontend_config, dict):
+            frontend_config = type(self.default_config())(**frontend_config)
+        self.frontend_config = frontend_config or self.default_config()
+        self.sample_rate = int(sample_rate)
+
+    @classmethod
+    def default_config(cls):
+        raise NotImplementedError
+
+    def get_config(self):
+        return {**super().get_config(), "sample_rate": self.sample_rate,
+                "frontend_config": dataclasses.asdict(self.frontend_config)}
 
 
 def float_layer_names(model) -> list[str]:
@@ -109,16 +136,23 @@ def mel_weight_matrix(config: YamnetLogMelConfig, sample_rate: int = 16000) -> n
     mel between mel_min_hz and mel_max_hz, evaluated at each FFT bin's mel value; DC row zero.
     """
     num_bins = config.framing(sample_rate).fft_length // 2 + 1
-    bin_mels = hertz_to_mel(np.linspace(0.0, sample_rate / 2.0, num_bins))[:, None]
+    bin_mels = hertz_to_mel(np.linspace(0.0, sample_rate / 2.0, num_bins))
     edges = np.linspace(
         hertz_to_mel(config.mel_min_hz), hertz_to_mel(config.mel_max_hz), config.mel_bands + 2
     )
-    lower, center, upper = edges[:-2], edges[1:-1], edges[2:]
-    rising = (bin_mels - lower) / (center - lower)
-    falling = (upper - bin_mels) / (upper - center)
-    weights = np.maximum(0.0, np.minimum(rising, falling))
+    weights = _triangles(bin_mels, edges)
     weights[0, :] = 0.0
     return weights
+
+
+def _triangles(positions: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """[len(positions), len(edges) - 2] overlapping triangles: band b rises from edges[b] to 1
+    at edges[b + 1] and falls to 0 at edges[b + 2], linearly in the positions' unit."""
+    positions = np.asarray(positions, dtype=np.float64)[:, None]
+    lower, center, upper = edges[:-2], edges[1:-1], edges[2:]
+    rising = (positions - lower) / (center - lower)
+    falling = (upper - positions) / (upper - center)
+    return np.maximum(0.0, np.minimum(rising, falling))
 
 
 def used_bins(config: YamnetLogMelConfig, sample_rate: int = 16000) -> tuple[int, int]:
@@ -171,21 +205,18 @@ def _patch_frames(waveform, config: YamnetLogMelConfig, sample_rate: int):
 
 
 @keras.saving.register_keras_serializable(package="lean")
-class YamnetLogMel(Frontend):
+class YamnetLogMel(_ConfiguredFrontend):
     """YAMNet's log-mel patch: waveform [B, samples] -> log-mel [B, patch_frames, mel_bands].
 
     With the default config at 16 kHz: [B, 16000] -> [B, 96, 64], from the first 15,600
     samples (96 frames of 400 samples, hop 160). No trainable weights; builtin TFLite ops only.
     """
 
+    default_name = "yamnet_log_mel"
+
     def __init__(self, frontend_config: YamnetLogMelConfig | dict | None = None,
                  sample_rate: int = 16000, **kwargs):
-        kwargs.setdefault("name", "yamnet_log_mel")
-        super().__init__(**kwargs)
-        if isinstance(frontend_config, dict):
-            frontend_config = YamnetLogMelConfig(**frontend_config)
-        self.frontend_config = frontend_config or YamnetLogMelConfig()
-        self.sample_rate = int(sample_rate)
+        super().__init__(frontend_config, sample_rate, **kwargs)
         self.min_samples = self.frontend_config.patch_samples(self.sample_rate)
 
     def build(self, input_shape):
@@ -203,13 +234,13 @@ class YamnetLogMel(Frontend):
         # log_mel has shape [B, patch_frames, mel_bands].
         return _log_mel_from_frames(frames, self.frontend_config, self.sample_rate)
 
+    @classmethod
+    def default_config(cls) -> YamnetLogMelConfig:
+        return YamnetLogMelConfig()
+
     def compute_output_shape(self, input_shape):
         cfg = self.frontend_config
         return (input_shape[0], cfg.patch_frames, cfg.mel_bands)
-
-    def get_config(self):
-        return {**super().get_config(), "sample_rate": self.sample_rate,
-                "frontend_config": dataclasses.asdict(self.frontend_config)}
 
 
 def waveform_to_log_mel(waveform: np.ndarray, sample_rate: int = 16000,
@@ -245,13 +276,708 @@ def waveform_to_log_mel(waveform: np.ndarray, sample_rate: int = 16000,
     return _log_mel_from_frames(frames, config, model_rate).numpy()
 
 
+# --- General spectrogram: Kaldi fbank, log-mel and log-Gammatone from one layer -----------
+
+_WINDOWS = ("hann", "hamming", "povey", "rectangular")
+_PADDINGS = ("valid", "center", "center_drop_last")
+_SPECTRA = ("power", "magnitude")
+_FILTERBANKS = ("mel", "gammatone")
+_MEL_SCALES = ("htk", "slaney")
+_MEL_TRIANGLES = ("mel", "hertz")
+_MEL_NORMS = ("none", "slaney")
+_FORMULATIONS = ("dft_matmul", "rfft")
+
+
+@dataclass(frozen=True)
+class SpectrogramConfig:
+    """A log filterbank spectrogram: framing, window, spectrum, filterbank, log, normalisation.
+
+    Plain fields only (JSON round trip through config.json). The named constructors give the
+    papers' settings: `kaldi_fbank` (Zhou et al., acoustic pornography recognition), `log_mel`
+    and `log_gammatone` (Phan et al., spatio-temporal attention pooling). Per frame the steps
+    are, in Kaldi's order: scale by `input_scale`, subtract the frame mean (`remove_dc_offset`),
+    pre-emphasise (x[n] - a x[n-1], x[0] - a x[0]), window, |DFT| or |DFT|^2 over `fft_length`
+    points, filterbank, log(max(e, log_floor) + log_offset), then optionally subtract each
+    band's mean over the frames of the window (`mean_normalization`).
+    """
+
+    bands: int = 64
+    window_seconds: float = 0.025
+    hop_seconds: float = 0.010
+    # None: the next power of two at or above the window (Kaldi's round_to_power_of_two).
+    fft_length: Optional[int] = None
+    window: str = "hann"  # hann | hamming | povey (Kaldi: hann^0.85) | rectangular
+    # True: periodic (librosa, tf.signal); False: symmetric (Kaldi's windows).
+    periodic_window: bool = True
+    # valid: frames inside the waveform (Kaldi snip_edges=True), 1 + (N - window) // hop;
+    # center: frame t centred on sample t * hop, zero padded (librosa center=True), 1 + N // hop;
+    # center_drop_last: the same without the last frame, N // hop (one frame per hop).
+    padding: str = "valid"
+    # Multiplies the waveform first: 32768 feeds Kaldi the int16 scale it expects.
+    input_scale: float = 1.0
+    remove_dc_offset: bool = False
+    pre_emphasis: float = 0.0
+    spectrum: str = "power"  # power | magnitude
+    filterbank: str = "mel"  # mel | gammatone
+    low_hz: float = 0.0
+    high_hz: Optional[float] = None  # None: Nyquist
+    mel_scale: str = "htk"  # htk: 1127 ln(1 + f / 700) | slaney: linear below 1 kHz, log above
+    # mel: triangles linear in mel (Kaldi, tf.signal) | hertz: linear in Hz (librosa)
+    mel_triangles: str = "mel"
+    mel_norm: str = "none"  # none | slaney: each triangle scaled to unit area over Hz
+    gammatone_width: float = 1.0  # bandwidth in ERBs
+    log_offset: float = 0.0  # added before the log
+    log_floor: float = 0.0  # energies below it are raised to it before the log
+    mean_normalization: bool = False
+    # dft_matmul: one [window, 2 x used bins] windowed-DFT matmul; rfft: RFFT2D over fft_length.
+    formulation: str = "dft_matmul"
+
+    def __post_init__(self):
+        choices = {"window": _WINDOWS, "padding": _PADDINGS, "spectrum": _SPECTRA,
+                   "filterbank": _FILTERBANKS, "mel_scale": _MEL_SCALES,
+                   "mel_triangles": _MEL_TRIANGLES, "mel_norm": _MEL_NORMS,
+                   "formulation": _FORMULATIONS}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise LeanError(f"spectrogram {name}={getattr(self, name)!r}; expected one of "
+                                f"{', '.join(allowed)}")
+        if self.bands < 1 or not self.window_seconds > 0 or not self.hop_seconds > 0:
+            raise LeanError(f"spectrogram: bands ({self.bands}), window_seconds "
+                            f"({self.window_seconds}) and hop_seconds ({self.hop_seconds}) "
+                            "must be positive")
+        if not (self.log_offset > 0 or self.log_floor > 0):
+            raise LeanError("spectrogram: log_offset or log_floor must be positive (log of 0)")
+        if self.fft_length is not None and self.formulation == "rfft" and (
+                self.fft_length & (self.fft_length - 1)):
+            raise LeanError(f"spectrogram fft_length={self.fft_length}: the rfft formulation "
+                            "needs a power of two (TFLite's RFFT2D)")
+
+    @classmethod
+    def kaldi_fbank(cls, bands: int = 80, window_seconds: float = 0.020,
+                    hop_seconds: float = 0.010, low_hz: float = 20.0,
+                    high_hz: Optional[float] = None, mean_normalization: bool = True,
+                    **overrides) -> "SpectrogramConfig":
+        """Kaldi's `compute-fbank-feats` log filterbank with its defaults, no dither.
+
+        Zhou et al. (acoustic pornography recognition) use "80-dimensional log filter banks"
+        from a 20 ms window with a 10 ms stride at 16 kHz, citing a speech recognition
+        (ESPnet) and a speaker verification system, both Kaldi-style front ends; window,
+        pre-emphasis, edges, log floor and normalisation are not given, so Kaldi's defaults
+        are taken: povey window, pre-emphasis 0.97, DC offset
+        removal, power spectrum over the next power of two (320 -> 512 points), triangles
+        linear in the mel scale 1127 ln(1 + f / 700) from 20 Hz to Nyquist, log(max(e,
+        FLT_EPSILON)), snip_edges framing (1 + (N - 320) // 160 frames: 99 per second).
+        The waveform is scaled to int16 range (32768), so values equal Kaldi's on 16-bit audio.
+        Dither is a training-time perturbation and is left out. Per-utterance mean
+        normalisation (CMN, the usual step after fbank in speaker verification) is on by
+        default: it removes the clip's gain and channel colouring, which vary widely across
+        internet soundtracks, and needs no training-set statistics; the "utterance" is the
+        model's window. `mean_normalization=False` gives Kaldi's raw log energies.
+
+        Args:
+            bands: filterbank channels (paper: 80).
+            window_seconds, hop_seconds: frame length and shift (paper: 20 ms, 10 ms).
+            low_hz, high_hz: filterbank edges (Kaldi: 20 Hz and Nyquist).
+            mean_normalization: subtract each band's mean over the window's frames.
+            overrides: any other SpectrogramConfig field.
+        Returns:
+            The config.
+        """
+        values = dict(bands=bands, window_seconds=window_seconds, hop_seconds=hop_seconds,
+                      window="povey", periodic_window=False, padding="valid",
+                      input_scale=32768.0, remove_dc_offset=True, pre_emphasis=0.97,
+                      spectrum="power", filterbank="mel", low_hz=low_hz, high_hz=high_hz,
+                      mel_scale="htk", mel_triangles="mel", mel_norm="none",
+                      log_floor=float(np.finfo(np.float32).eps),
+                      mean_normalization=mean_normalization, formulation="dft_matmul")
+        return cls(**{**values, **overrides})
+
+    @classmethod
+    def log_mel(cls, bands: int = 64, window_seconds: float = 0.050, hop_seconds: float = 0.025,
+                fft_length: int = 2048, low_hz: float = 50.0, high_hz: Optional[float] = None,
+                **overrides) -> "SpectrogramConfig":
+        """A librosa-style log-mel spectrogram; defaults are Phan et al.'s (attention pooling).
+
+        The paper: 64 mel filters from 50 Hz to Nyquist at 22.05 kHz, 50 ms frames with 50 %
+        overlap, "T = 80 frames" for a 2 s segment. 50 ms is 1102.5 samples: the window is
+        floor(seconds x rate) = 1102 (as Kaldi truncates) and the hop 551, inside a 2048-point
+        FFT. 44,100 samples give 79 frames without padding and 81 centred, never 80, so frames
+        are centred (zero padding, librosa's center=True) and the last one is dropped: N // hop
+        frames, one per hop, 80 for 2 s. Window, power and mel formula are not given; these
+        are librosa.feature.melspectrogram's defaults (periodic Hann, power spectrum, Slaney
+        mel scale, triangles linear in Hz, Slaney area normalisation) with log(mel + 1e-6).
+        The rfft formulation is the default here: a 1102 x 2038 windowed-DFT matrix would be
+        9 MB and 4x slower than RFFT2D (measured, see the comment above `_spectrum`).
+
+        Args:
+            bands: mel filters (paper: 64).
+            window_seconds, hop_seconds: frame length and hop (paper: 50 ms, 50 % overlap).
+            fft_length: DFT points (2048 holds the 1102-sample window at 22.05 kHz).
+            low_hz, high_hz: filterbank edges (paper: 50 Hz to Nyquist).
+            overrides: any other SpectrogramConfig field (e.g. spectrum="magnitude",
+                mel_scale="htk", mel_norm="none").
+        Returns:
+            The config.
+        """
+        values = dict(bands=bands, window_seconds=window_seconds, hop_seconds=hop_seconds,
+                      fft_length=fft_length, window="hann", periodic_window=True,
+                      padding="center_drop_last", spectrum="power", filterbank="mel",
+                      low_hz=low_hz, high_hz=high_hz, mel_scale="slaney",
+                      mel_triangles="hertz", mel_norm="slaney", log_offset=1e-6,
+                      formulation="rfft")
+        return cls(**{**values, **overrides})
+
+    @classmethod
+    def log_gammatone(cls, bands: int = 64, window_seconds: float = 0.050,
+                      hop_seconds: float = 0.025, fft_length: int = 2048, low_hz: float = 50.0,
+                      high_hz: Optional[float] = None, **overrides) -> "SpectrogramConfig":
+        """A log-Gammatone spectrogram: Phan et al.'s (attention pooling) alternative feature.
+
+        The paper repeats its log-mel extraction "using M = 64 Gammatone filters in
+        replacement of the above-mentioned Mel-scale filters"; it gives no construction. This
+        is Ellis's FFT approximation of a gammatonegram: the STFT magnitude weighted by the
+        magnitude responses of Slaney's 4th-order gammatone filters (Glasberg-Moore ERB
+        bandwidths, 1 ERB wide), centre frequencies equally spaced in ERB rate from 50 Hz up
+        to Nyquist, each response 1 at its centre frequency. Same framing as `log_mel`
+        (80 frames of 1102 samples, hop 551, 2048-point FFT for 2 s at 22.05 kHz) and the
+        same log(energy + 1e-6); magnitude, as Ellis's gammatonegram.
+
+        Args:
+            bands: gammatone filters (paper: 64).
+            window_seconds, hop_seconds, fft_length: as `log_mel`.
+            low_hz: the lowest centre frequency; high_hz: the ERB-space upper limit (Nyquist).
+            overrides: any other SpectrogramConfig field.
+        Returns:
+            The config.
+        """
+        values = dict(bands=bands, window_seconds=window_seconds, hop_seconds=hop_seconds,
+                      fft_length=fft_length, window="hann", periodic_window=True,
+                      padding="center_drop_last", spectrum="magnitude",
+                      filterbank="gammatone", low_hz=low_hz, high_hz=high_hz,
+                      log_offset=1e-6, formulation="rfft")
+        return cls(**{**values, **overrides})
+
+    def framing(self, sample_rate: int) -> Framing:
+        """Window, hop and FFT length in samples at `sample_rate` (seconds x rate, floored)."""
+        # The epsilon keeps 0.025 s x 16000 (399.99999...) at 400.
+        window = int(math.floor(self.window_seconds * sample_rate + 1e-6))
+        hop = int(math.floor(self.hop_seconds * sample_rate + 1e-6))
+        if window < 1 or hop < 1:
+            raise LeanError(f"spectrogram: a {self.window_seconds} s window and "
+                            f"{self.hop_seconds} s hop are under one sample at {sample_rate} Hz")
+        fft_length = self.fft_length or 2 ** int(math.ceil(math.log2(window)))
+        if fft_length < window:
+            raise LeanError(f"spectrogram fft_length={fft_length} is shorter than the "
+                            f"{window}-sample window at {sample_rate} Hz")
+        return Framing(sample_rate, window, hop, fft_length)
+
+    def frames(self, num_samples: int, sample_rate: int) -> int:
+        """Frames the layer makes of `num_samples` samples at `sample_rate` (0 when too short)."""
+        framing = self.framing(sample_rate)
+        if self.padding == "valid":
+            return max(0, 1 + (num_samples - framing.window) // framing.hop)
+        if self.padding == "center":
+            return 1 + num_samples // framing.hop
+        return num_samples // framing.hop
+
+    def high_edge(self, sample_rate: int) -> float:
+        """The filterbank's upper edge in Hz (Nyquist unless `high_hz` is set)."""
+        high = sample_rate / 2.0 if self.high_hz is None else float(self.high_hz)
+        if not 0.0 <= self.low_hz < high <= sample_rate / 2.0:
+            raise LeanError(f"spectrogram: need 0 <= low_hz ({self.low_hz}) < high_hz ({high}) "
+                            f"<= Nyquist ({sample_rate / 2.0}) at {sample_rate} Hz")
+        return high
+
+
+def mel_scale(frequencies_hertz: np.ndarray, scale: str) -> np.ndarray:
+    """Hz -> mel: 'htk' 1127 ln(1 + f / 700); 'slaney' (Auditory Toolbox) f / (200 / 3) below
+    1 kHz, 15 + 27 ln(f / 1000) / ln(6.4) above."""
+    hz = np.asarray(frequencies_hertz, dtype=np.float64)
+    if scale == "htk":
+        return hertz_to_mel(hz)
+    log_step = np.log(6.4) / 27.0
+    return np.where(hz < 1000.0, hz * 3.0 / 200.0,
+                    15.0 + np.log(np.maximum(hz, 1e-12) / 1000.0) / log_step)
+
+
+def mel_to_hertz(mels: np.ndarray, scale: str) -> np.ndarray:
+    """The inverse of `mel_scale`."""
+    mels = np.asarray(mels, dtype=np.float64)
+    if scale == "htk":
+        return 700.0 * np.expm1(mels / 1127.0)
+    log_step = np.log(6.4) / 27.0
+    return np.where(mels < 15.0, mels * 200.0 / 3.0, 1000.0 * np.exp(log_step * (mels - 15.0)))
+
+
+# Glasberg & Moore's ERB parameters, as in Slaney's gammatone filters (Apple TR #35):
+# ERB(f) = f / EAR_Q + MIN_BW, and ERB rate proportional to ln(f + EAR_Q * MIN_BW).
+EAR_Q = 9.26449
+MIN_BW = 24.7
+
+
+def erb_center_frequencies(low_hz: float, high_hz: float, bands: int) -> np.ndarray:
+    """`bands` ascending centre frequencies equally spaced in ERB rate (Slaney's ERBSpace): the
+    lowest is `low_hz`, the highest one step below `high_hz`."""
+    offset = EAR_Q * MIN_BW
+    fraction = np.arange(bands, 0, -1) / bands
+    return -offset + (high_hz + offset) * ((low_hz + offset) / (high_hz + offset)) ** fraction
+
+
+def gammatone_weights(bin_hz: np.ndarray, centers_hz: np.ndarray, sample_rate: int,
+                      width: float = 1.0) -> np.ndarray:
+    """[bins, bands] magnitude responses of Slaney's digital 4th-order gammatone filters at
+    `bin_hz`, each divided by its response at its centre frequency (Ellis's FFT gammatone
+    weights).
+
+    Each filter is four cascaded biquads sharing the pole pair r e^{+-j theta} (theta the
+    centre frequency, r = exp(-2 pi 1.019 ERB / rate)); their zeros sit at
+    r (cos theta + s sin theta) for s = +-sqrt(3 +- 2 sqrt 2).
+    """
+    centers = np.asarray(centers_hz, dtype=np.float64)
+    erb = width * (centers / EAR_Q + MIN_BW)
+    radius = np.exp(-2.0 * np.pi * 1.019 * erb / sample_rate)
+    theta = 2.0 * np.pi * centers / sample_rate
+    pole = radius * np.exp(1j * theta)
+    signs = (np.sqrt(3 + 2 * np.sqrt(2)), -np.sqrt(3 + 2 * np.sqrt(2)),
+             np.sqrt(3 - 2 * np.sqrt(2)), -np.sqrt(3 - 2 * np.sqrt(2)))
+    zeros = [radius * (np.cos(theta) + s * np.sin(theta)) for s in signs]
+
+    def response(z):
+        numerator = np.prod([np.abs(z - zero) for zero in zeros], axis=0)
+        return numerator / np.abs((z - pole) * (z - np.conj(pole))) ** 4
+
+    on_circle = np.exp(2j * np.pi * np.asarray(bin_hz, dtype=np.float64) / sample_rate)[:, None]
+    return response(on_circle) / response(np.exp(1j * theta))[None, :]
+
+
+def filterbank_matrix(config: SpectrogramConfig, sample_rate: int) -> np.ndarray:
+    """The [fft_length // 2 + 1, bands] filterbank (float64) applied to the spectrum.
+
+    Args:
+        config: the spectrogram settings (filterbank, bands, edges, mel options).
+        sample_rate: the waveform's rate.
+    Returns:
+        Weights, one column per band, one row per FFT bin from DC to Nyquist.
+    """
+    framing = config.framing(sample_rate)
+    high = config.high_edge(sample_rate)
+    bin_hz = np.arange(framing.fft_length // 2 + 1) * sample_rate / framing.fft_length
+    if config.filterbank == "gammatone":
+        centers = erb_center_frequencies(config.low_hz, high, config.bands)
+        return gammatone_weights(bin_hz, centers, sample_rate, config.gammatone_width)
+    edge_mels = np.linspace(mel_scale(config.low_hz, config.mel_scale),
+                            mel_scale(high, config.mel_scale), config.bands + 2)
+    edge_hz = mel_to_hertz(edge_mels, config.mel_scale)
+    if config.mel_triangles == "mel":
+        weights = _triangles(mel_scale(bin_hz, config.mel_scale), edge_mels)
+    else:
+        weights = _triangles(bin_hz, edge_hz)
+    if config.mel_norm == "slaney":
+        weights *= 2.0 / (edge_hz[2:] - edge_hz[:-2])
+    return weights
+
+
+def analysis_window(config: SpectrogramConfig, length: int) -> np.ndarray:
+    """The [length] float64 analysis window."""
+    import scipy.signal
+
+    if config.window == "rectangular":
+        return np.ones(length)
+    if config.window == "povey":
+        # Kaldi: a symmetric Hann raised to 0.85 (periodic_window=True makes it periodic).
+        return scipy.signal.get_window("hann", length, fftbins=config.periodic_window) ** 0.85
+    return scipy.signal.get_window(config.window, length, fftbins=config.periodic_window)
+
+
+def frame_preprocessing(config: SpectrogramConfig, length: int) -> np.ndarray:
+    """[length, length] float64 matrix M with frame @ M = the scaled, DC-removed,
+    pre-emphasised and windowed frame (all four steps are linear)."""
+    matrix = config.input_scale * np.eye(length)
+    if config.remove_dc_offset:
+        matrix = matrix @ (np.eye(length) - 1.0 / length)
+    if config.pre_emphasis:
+        # y[n] = x[n] - a x[n - 1], y[0] = (1 - a) x[0], as Kaldi.
+        emphasis = np.eye(length) - config.pre_emphasis * np.eye(length, k=1)
+        emphasis[0, 0] -= config.pre_emphasis
+        matrix = matrix @ emphasis
+    return matrix * analysis_window(config, length)[None, :]
+
+
+@dataclass(frozen=True)
+class SpectrogramConstants:
+    """What a `Spectrogram` layer multiplies by: FFT bins [first, stop) with non-zero filterbank
+    weight, the folded analysis matrix (dft_matmul only), the filterbank rows of those bins."""
+
+    first_bin: int
+    stop_bin: int
+    analysis: Optional[np.ndarray]  # [window, 2 x bins]: cos columns, then -sin columns
+    filterbank: np.ndarray  # [bins, bands]
+
+
+@functools.lru_cache(maxsize=16)
+def spectrogram_constants(config: SpectrogramConfig, sample_rate: int) -> SpectrogramConstants:
+    """The float32 constants of a `Spectrogram` layer (built once per config and rate)."""
+    framing = config.framing(sample_rate)
+    weights = filterbank_matrix(config, sample_rate)
+    nonzero = np.flatnonzero(weights.any(axis=1))
+    first, stop = int(nonzero[0]), int(nonzero[-1]) + 1
+    analysis = None
+    if config.formulation == "dft_matmul":
+        # Magnitudes do not depend on where the window sits in the fft_length-point frame, so
+        # the zero padding drops out and the frame's linear steps fold into the DFT rows.
+        phase = 2.0 * np.pi * np.outer(np.arange(framing.window), np.arange(first, stop))
+        phase /= framing.fft_length
+        dft = np.concatenate([np.cos(phase), -np.sin(phase)], axis=1)
+        analysis = (frame_preprocessing(config, framing.window) @ dft).astype(np.float32)
+    return SpectrogramConstants(first, stop, analysis, weights[first:stop].astype(np.float32))
+
+
+# Which formulation each named config defaults to, and why. Measured with
+# benchmarks/suite/frontend_formulations.py (float32 TFLite, LiteRT + XNNPACK, 1 thread,
+# median of 300 runs, one window, this project's shared 2-core AMD EPYC host; the order held
+# over two runs), all within 1e-4 of the Keras layer, builtin ops only:
+#                              dft_matmul            rfft (RFFT2D)
+#   kaldi_fbank, 1 s 16 kHz     0.35 ms  0.74 MB      0.51 ms  0.09 MB   -> dft_matmul
+#   log_mel, 2 s 22.05 kHz      8.23 ms  9.25 MB      1.67 ms  0.27 MB   -> rfft
+#   log_gammatone, 2 s          7.74 ms  9.30 MB      1.89 ms  0.27 MB   -> rfft
+# A 320-sample frame against 255 used bins is a small matmul (as YAMNet's frontend measured);
+# a 1102-sample frame against 1019 (mel) or all 1025 (gammatone) bins is 180M MACs per 2 s,
+# where the FFT wins by 4x and the file is 34x smaller.
+
+
+def _spectrum(frames, config: SpectrogramConfig, framing: Framing,
+              constants: SpectrogramConstants):
+    """[..., frames, window] -> [..., frames, used bins] power or magnitude spectrum."""
+    import tensorflow as tf
+
+    num_bins = constants.stop_bin - constants.first_bin
+    if config.formulation == "dft_matmul":
+        # spectrum has shape [..., frames, 2 * bins]: real parts, then imaginary parts.
+        spectrum = tf.matmul(frames, tf.constant(constants.analysis, name="windowed_dft"))
+        squares = tf.square(spectrum)
+        power = squares[..., :num_bins] + squares[..., num_bins:]
+        return power if config.spectrum == "power" else tf.sqrt(power)
+    x = frames * config.input_scale if config.input_scale != 1.0 else frames
+    if config.remove_dc_offset:
+        x = x - tf.reduce_mean(x, axis=-1, keepdims=True)
+    if config.pre_emphasis:
+        a = config.pre_emphasis
+        x = tf.concat([x[..., :1] * (1.0 - a), x[..., 1:] - a * x[..., :-1]], axis=-1)
+    window = analysis_window(config, framing.window).astype(np.float32)
+    # spectrum has shape [..., frames, fft_length // 2 + 1] (complex64).
+    spectrum = tf.signal.rfft(x * window, fft_length=[framing.fft_length])
+    if config.spectrum == "magnitude":
+        values = tf.abs(spectrum)
+    else:
+        values = tf.square(tf.math.real(spectrum)) + tf.square(tf.math.imag(spectrum))
+    # Sliced after the complex ops: TFLite has no builtin STRIDED_SLICE of complex64.
+    return values[..., constants.first_bin:constants.stop_bin]
+
+
+@keras.saving.register_keras_serializable(package="lean")
+class Spectrogram(_ConfiguredFrontend):
+    """Log filterbank energies: waveform [B, samples] -> [B, frames, bands].
+
+    A multi-channel waveform [B, samples, channels] gives [B, frames, bands, channels]
+    (each channel analysed alike). `frames = config.frames(samples, sample_rate)`, e.g.
+    [B, 16000] -> [B, 99, 80] for `SpectrogramConfig.kaldi_fbank()` at 16 kHz and
+    [B, 44100] -> [B, 80, 64] for `log_mel()` / `log_gammatone()` at 22.05 kHz. The
+    filterbank (and for dft_matmul the windowed DFT) are constant matrices built once in NumPy;
+    no trainable weights; TFLite builtin ops only (GATHER framing, FULLY_CONNECTED or RFFT2D,
+    LOG, MEAN).
+    """
+
+    default_name = "spectrogram"
+
+    def __init__(self, frontend_config: SpectrogramConfig | dict | None = None,
+                 sample_rate: int = 16000, **kwargs):
+        super().__init__(frontend_config, sample_rate, **kwargs)
+        self.framing = self.frontend_config.framing(self.sample_rate)
+        self.frontend_config.high_edge(self.sample_rate)  # validates the edges now
+
+    def build(self, input_shape):
+        if len(input_shape) not in (2, 3):
+            raise LeanError(f"{self.name}: expected a waveform [batch, samples] or [batch, "
+                            f"samples, channels], got shape {tuple(input_shape)}")
+        samples = input_shape[1]
+        if samples is None:
+            if self.frontend_config.padding != "valid":
+                raise LeanError(f"{self.name}: padding={self.frontend_config.padding!r} needs "
+                                "a fixed number of samples per window")
+        elif self.frontend_config.frames(samples, self.sample_rate) < 1:
+            raise LeanError(f"{self.name}: {samples} samples per window make no "
+                            f"{self.framing.window}-sample frame")
+        super().build(input_shape)
+
+    def _framed(self, x):
+        """[..., samples] -> [..., frames, window]: padded as the config says, then framed."""
+        import tensorflow as tf
+
+        framing, cfg = self.framing, self.frontend_config
+        samples = x.shape[-1]
+        if samples is None:  # valid padding, any length
+            return tf.signal.frame(x, framing.window, framing.hop)
+        count = cfg.frames(samples, self.sample_rate)
+        needed = (count - 1) * framing.hop + framing.window
+        left = 0
+        if cfg.padding != "valid":
+            # Frame t is centred on sample t * hop: the window starts half a window earlier,
+            # placed in the fft_length frame as librosa pads it ((fft - window) // 2 first).
+            left = framing.fft_length // 2 - (framing.fft_length - framing.window) // 2
+        right = max(0, needed - left - samples)
+        if left or right:
+            x = tf.pad(x, [[0, 0]] * (x.shape.rank - 1) + [[left, right]])
+        return tf.signal.frame(x[..., :needed], framing.window, framing.hop)
+
+    def call(self, waveform):
+        import tensorflow as tf
+
+        cfg = self.frontend_config
+        constants = spectrogram_constants(cfg, self.sample_rate)
+        multichannel = waveform.shape.rank == 3
+        # x has shape [B, samples] or [B, channels, samples].
+        x = tf.transpose(waveform, [0, 2, 1]) if multichannel else waveform
+        # frames has shape [B, (channels,) frames, window].
+        frames = self._framed(x)
+        spectrum = _spectrum(frames, cfg, self.framing, constants)
+        # energies has shape [B, (channels,) frames, bands].
+        energies = tf.matmul(spectrum, tf.constant(constants.filterbank, name="filterbank"))
+        if cfg.log_floor:
+            energies = tf.maximum(energies, cfg.log_floor)
+        if cfg.log_offset:
+            energies = energies + cfg.log_offset
+        features = tf.math.log(energies)
+        if cfg.mean_normalization:
+            features = features - tf.reduce_mean(features, axis=-2, keepdims=True)
+        # [B, channels, frames, bands] -> [B, frames, bands, channels].
+        return tf.transpose(features, [0, 2, 3, 1]) if multichannel else features
+
+    def compute_output_shape(self, input_shape):
+        samples = input_shape[1]
+        frames = None if samples is None else self.frontend_config.frames(samples,
+                                                                          self.sample_rate)
+        return (input_shape[0], frames, self.frontend_config.bands, *input_shape[2:])
+
+    @classmethod
+    def default_config(cls) -> SpectrogramConfig:
+        return SpectrogramConfig.kaldi_fbank()
+
+
+# --- Waveform front ops ---------------------------------------------------------------------
+
+
+@keras.saving.register_keras_serializable(package="lean")
+class PreEmphasis(Frontend):
+    """y[n] = x[n] - a x[n-1] along the samples: [B, samples(, channels)] ->
+    [B, samples - 1(, channels)].
+
+    Jung et al. (scene classification with tag vectors) feed the CNN a (479999, 2) stereo
+    waveform "with pre-emphasis applied": 10 s at 48 kHz minus one sample, so the first
+    sample, which has no predecessor, is dropped (`drop_first=True`, the default). With
+    `drop_first=False` the length is kept and y[0] = x[0] (scipy.signal.lfilter([1, -a], 1,
+    x)). The paper gives no coefficient; 0.97 is the usual one (Kaldi's default).
+    """
+
+    def __init__(self, coefficient: float = 0.97, drop_first: bool = True, **kwargs):
+        kwargs.setdefault("name", "pre_emphasis")
+        super().__init__(**kwargs)
+        self.coefficient = float(coefficient)
+        self.drop_first = bool(drop_first)
+
+    def build(self, input_shape):
+        _check_waveform_rank(self.name, input_shape)
+        if input_shape[1] is not None and input_shape[1] < 2:
+            raise LeanError(f"{self.name}: needs at least 2 samples, got {input_shape[1]}")
+        super().build(input_shape)
+
+    def call(self, waveform):
+        import tensorflow as tf
+
+        emphasised = waveform[:, 1:] - self.coefficient * waveform[:, :-1]
+        if self.drop_first:
+            return emphasised
+        return tf.concat([waveform[:, :1], emphasised], axis=1)
+
+    def compute_output_shape(self, input_shape):
+        samples = input_shape[1]
+        if samples is not None and self.drop_first:
+            samples -= 1
+        return (input_shape[0], samples, *input_shape[2:])
+
+    def get_config(self):
+        return {**super().get_config(), "coefficient": self.coefficient,
+                "drop_first": self.drop_first}
+
+
+@keras.saving.register_keras_serializable(package="lean")
+class ZNormalization(Frontend):
+    """Per example and channel, (x - mean) / sqrt(variance + epsilon) over the samples:
+    [B, samples(, channels)] -> the same shape.
+
+    Lu et al. (CAB-CNN) "normalize the audio by subtracting the mean followed by dividing by
+    the standard deviation" per file, before max-decimation and truncation to the first T
+    seconds. In a model the clip is the input window, so a window that is the truncated file
+    sees statistics of those T seconds, not of the whole file. `epsilon` (added to the
+    variance) only keeps digital silence finite: it maps to zeros.
+    """
+
+    def __init__(self, epsilon: float = 1e-12, **kwargs):
+        kwargs.setdefault("name", "z_normalization")
+        super().__init__(**kwargs)
+        self.epsilon = float(epsilon)
+
+    def build(self, input_shape):
+        _check_waveform_rank(self.name, input_shape)
+        super().build(input_shape)
+
+    def call(self, waveform):
+        import tensorflow as tf
+
+        centered = waveform - tf.reduce_mean(waveform, axis=1, keepdims=True)
+        variance = tf.reduce_mean(tf.square(centered), axis=1, keepdims=True)
+        return centered * tf.math.rsqrt(variance + self.epsilon)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def get_config(self):
+        return {**super().get_config(), "epsilon": self.epsilon}
+
+
+@keras.saving.register_keras_serializable(package="lean")
+class MaxDecimation(Frontend):
+    """Signed maximum over consecutive sub-intervals: [B, samples(, channels)] ->
+    [B, samples'(, channels)].
+
+    Lu et al. (CAB-CNN): "for every second of the audio, we partition the audio into 4,000
+    sub-intervals and pick the maximum element of each sub-interval" (the signed maximum, not
+    of |x|). Given `factor`, sub-intervals are blocks of `factor` samples (a max pool,
+    samples' = samples // factor). Given `input_rate` and `output_rate`, each second is split
+    as `np.array_split(second, output_rate)` does (the first input_rate % output_rate parts
+    one sample longer); for an integer ratio that is the same max pool. A trailing partial
+    second contributes the sub-intervals of that partition that it holds completely (so
+    whole seconds give output_rate samples each; `output_samples` counts them). Static
+    reshapes and REDUCE_MAX only: no gather, no index table in the exported file.
+    """
+
+    def __init__(self, factor: Optional[int] = None, input_rate: Optional[int] = None,
+                 output_rate: Optional[int] = None, **kwargs):
+        kwargs.setdefault("name", "max_decimation")
+        super().__init__(**kwargs)
+        if (factor is None) == (input_rate is None or output_rate is None):
+            raise LeanError(f"{self.name}: give either factor or both input_rate and "
+                            f"output_rate (got factor={factor}, input_rate={input_rate}, "
+                            f"output_rate={output_rate})")
+        if factor is not None:
+            if int(factor) != factor or factor < 1:
+                raise LeanError(f"{self.name}: factor={factor} must be a positive integer")
+            input_rate, output_rate = int(factor), 1
+        elif not (int(input_rate) == input_rate and int(output_rate) == output_rate
+                  and 0 < output_rate <= input_rate):
+            raise LeanError(f"{self.name}: need integer rates with 0 < output_rate "
+                            f"({output_rate}) <= input_rate ({input_rate})")
+        self.factor = None if factor is None else int(factor)
+        self.input_rate, self.output_rate = int(input_rate), int(output_rate)
+        # One period of `period` samples -> `per_period` maxima: `long_blocks` blocks of
+        # block + 1 samples, then blocks of `block` samples (np.array_split's order). An
+        # integer ratio is one block per period.
+        self.period, self.per_period = self.input_rate, self.output_rate
+        if self.input_rate % self.output_rate == 0:
+            self.period, self.per_period = self.input_rate // self.output_rate, 1
+        self.block, self.long_blocks = divmod(self.period, self.per_period)
+
+    def build(self, input_shape):
+        _check_waveform_rank(self.name, input_shape)
+        if input_shape[1] is None and self.long_blocks:
+            raise LeanError(f"{self.name}: a non-integer rate ratio needs a fixed number of "
+                            "samples per window")
+        super().build(input_shape)
+
+    def output_samples(self, samples: int) -> int:
+        """Sub-intervals held completely by `samples` input samples."""
+        periods, tail = divmod(samples, self.period)
+        long_span = self.long_blocks * (self.block + 1)
+        in_tail = min(tail, long_span) // (self.block + 1) + max(0, tail - long_span) // self.block
+        return periods * self.per_period + in_tail
+
+    def call(self, waveform):
+        import tensorflow as tf
+
+        def block_max(x, start, count, size):
+            # x[:, start : start + count * size] as [B, count, size(, channels)] -> max.
+            if count == 0:
+                return None
+            blocks = x[:, start:start + count * size]
+            return tf.reduce_max(tf.reshape(blocks, [-1, count, size, *x.shape[2:]]), axis=2)
+
+        samples = waveform.shape[1]
+        if samples is None:  # integer ratio: one block size, any length
+            usable = tf.shape(waveform)[1] // self.block * self.block
+            blocks = tf.reshape(waveform[:, :usable],
+                                [tf.shape(waveform)[0], -1, self.block, *waveform.shape[2:]])
+            return tf.reduce_max(blocks, axis=2)
+        if not self.long_blocks:
+            return block_max(waveform, 0, samples // self.block, self.block)
+        periods, tail = divmod(samples, self.period)
+        long_span = self.long_blocks * (self.block + 1)
+        pieces = []
+        if periods:
+            # seconds has shape [B, periods, input_rate(, channels)].
+            seconds = tf.reshape(waveform[:, :periods * self.period],
+                                 [-1, periods, self.period, *waveform.shape[2:]])
+            long_max = tf.reduce_max(tf.reshape(
+                seconds[:, :, :long_span],
+                [-1, periods, self.long_blocks, self.block + 1, *waveform.shape[2:]]), axis=3)
+            short_max = tf.reduce_max(tf.reshape(
+                seconds[:, :, long_span:],
+                [-1, periods, self.per_period - self.long_blocks, self.block,
+                 *waveform.shape[2:]]), axis=3)
+            pieces.append(tf.reshape(tf.concat([long_max, short_max], axis=2),
+                                     [-1, periods * self.per_period, *waveform.shape[2:]]))
+        start = periods * self.period
+        pieces.append(block_max(waveform, start, min(tail, long_span) // (self.block + 1),
+                                self.block + 1))
+        pieces.append(block_max(waveform, start + long_span,
+                                max(0, tail - long_span) // self.block, self.block))
+        pieces = [piece for piece in pieces if piece is not None]
+        return pieces[0] if len(pieces) == 1 else tf.concat(pieces, axis=1)
+
+    def compute_output_shape(self, input_shape):
+        samples = input_shape[1]
+        samples = None if samples is None else self.output_samples(samples)
+        return (input_shape[0], samples, *input_shape[2:])
+
+    def get_config(self):
+        config = {**super().get_config(), "factor": self.factor}
+        if self.factor is None:
+            config.update(input_rate=self.input_rate, output_rate=self.output_rate)
+        return config
+
+
+def _check_waveform_rank(name: str, input_shape) -> None:
+    if len(input_shape) not in (2, 3):
+        raise LeanError(f"{name}: expected a waveform [batch, samples] or [batch, samples, "
+                        f"channels], got shape {tuple(input_shape)}")
+
+
 __all__ = [
     "Frontend",
+    "MaxDecimation",
+    "PreEmphasis",
+    "Spectrogram",
+    "SpectrogramConfig",
     "YamnetLogMel",
     "YamnetLogMelConfig",
+    "ZNormalization",
+    "erb_center_frequencies",
+    "filterbank_matrix",
     "float_layer_names",
     "frontend_matrices",
+    "gammatone_weights",
     "hertz_to_mel",
+    "mel_scale",
+    "mel_to_hertz",
     "mel_weight_matrix",
+    "spectrogram_constants",
     "waveform_to_log_mel",
 ]

@@ -8,10 +8,11 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from lean.config import DataConfig, InputSpec
 from lean.errors import LeanError
 from lean.native_log import filtered_native_stderr
+from lean.run import label_lines, read_labels_file
 
-DEFAULT_SAMPLE_RATE = 16000
 # Windows per forward pass: large enough to keep the CPU/GPU busy, small enough for memory.
 DEFAULT_BATCH = 256
 
@@ -30,30 +31,50 @@ def open_interpreter(model_path, num_threads: Optional[int] = None):
 
 
 class Predictor:
-    """Turns 1 s windows `[N, window_samples]` float32 into class probabilities `[N, C]`."""
+    """Turns windows of the model's input, float32 `[N, window_samples]` (mono) or
+    `[N, window_samples, channels]`, into class probabilities `[N, C]`.
+
+    `.task` is what the model was trained for (multilabel or single_label; None when a foreign
+    .tflite does not say), `.sample_rate` and `.channels` what its windows must be decoded to.
+    """
 
     kind = "base"
+    # The data settings of the run the model comes from (layout, held-out folds), when known.
+    data_config: Optional[DataConfig] = None
 
-    def __init__(self, path: Path, labels: Sequence[str], window_samples: int, sample_rate: int,
-                 batch_size: int = DEFAULT_BATCH):
+    def __init__(self, path: Path, labels: Sequence[str], input_spec: InputSpec,
+                 task: Optional[str], batch_size: int = DEFAULT_BATCH):
         if batch_size <= 0:
             raise LeanError(f"batch size must be positive, not {batch_size}")
         self.path = Path(path)
         self.labels = tuple(labels)
-        self.window_samples = int(window_samples)
-        self.sample_rate = int(sample_rate)
+        self.input_spec = input_spec
+        self.task = task
         self.batch_size = int(batch_size)
 
     @property
     def num_classes(self) -> int:
         return len(self.labels)
 
+    @property
+    def window_samples(self) -> int:
+        return self.input_spec.window_samples
+
+    @property
+    def sample_rate(self) -> int:
+        return self.input_spec.sample_rate
+
+    @property
+    def channels(self) -> int:
+        return self.input_spec.channels
+
     def predict(self, windows: np.ndarray) -> np.ndarray:
-        """Probabilities float32 [N, C] of windows float32 [N, window_samples], in batches."""
+        """Probabilities float32 [N, C] of windows float32 [N, *input shape], in batches."""
         windows = np.asarray(windows, dtype=np.float32)
-        if windows.ndim != 2 or windows.shape[1] != self.window_samples:
+        expected = self.input_spec.shape
+        if windows.ndim != 1 + len(expected) or tuple(windows.shape[1:]) != expected:
             raise LeanError(
-                f"{self.path}: expected windows [N, {self.window_samples}], "
+                f"{self.path}: expected windows [N, {', '.join(map(str, expected))}], "
                 f"got {list(windows.shape)}"
             )
         scores = np.empty((len(windows), self.num_classes), dtype=np.float32)
@@ -71,12 +92,15 @@ class KerasPredictor(Predictor):
 
     kind = "keras"
 
-    def __init__(self, model, path: Path, labels: Sequence[str], sample_rate: int,
-                 batch_size: int = DEFAULT_BATCH):
+    def __init__(self, model, path: Path, labels: Sequence[str], input_spec: InputSpec,
+                 task: Optional[str], batch_size: int = DEFAULT_BATCH):
         import tensorflow as tf
 
-        window_samples = int(model.inputs[0].shape[-1])
-        super().__init__(path, labels, window_samples, sample_rate, batch_size)
+        super().__init__(path, labels, input_spec, task, batch_size)
+        model_shape = tuple(int(n) for n in model.inputs[0].shape[1:])
+        if model_shape != input_spec.shape:
+            raise LeanError(f"{path}: the model takes windows {list(model_shape)}, its config "
+                            f"says {list(input_spec.shape)}")
         output_classes = int(model.outputs[0].shape[-1])
         if output_classes != len(self.labels):
             raise LeanError(
@@ -87,7 +111,7 @@ class KerasPredictor(Predictor):
         # CPython 3.11's AST recursion check; autograph is off since there is nothing to convert.
         self._forward = tf.function(
             lambda x: tf.cast(model(x, training=False), tf.float32),
-            input_signature=[tf.TensorSpec([None, window_samples], tf.float32)],
+            input_signature=[tf.TensorSpec([None, *model_shape], tf.float32)],
             autograph=False,
         )
         self._forward.get_concrete_function()
@@ -97,13 +121,23 @@ class KerasPredictor(Predictor):
 
 
 class LiteRtPredictor(Predictor):
-    """A .tflite model run by LiteRT; batched when its batch dimension is dynamic, else looped."""
+    """A .tflite model run by LiteRT; batched when its batch dimension is dynamic, else looped.
+
+    Its sample rate and channels come from its TFLite Model Metadata (AudioProperties), its
+    task from the run config packed with it; the window is the input tensor's size. A
+    multi-channel model's input holds the channels interleaved, [1, window_samples * channels],
+    as MediaPipe and Android's AudioRecord deliver them.
+    """
 
     kind = "tflite"
 
     def __init__(self, path: Path, labels: Optional[Sequence[str]] = None,
-                 num_threads: Optional[int] = None, batch_size: int = DEFAULT_BATCH):
-        """`labels` None: read them from the model's metadata or MODEL.labels.txt."""
+                 num_threads: Optional[int] = None, batch_size: int = DEFAULT_BATCH,
+                 sample_rate: Optional[int] = None, channels: Optional[int] = None,
+                 task: Optional[str] = None):
+        """`labels` None: read them from the model's metadata or MODEL.labels.txt; `sample_rate`,
+        `channels` and `task` None: read them from the metadata."""
+        path = Path(path)
         try:
             self.interpreter = open_interpreter(path, num_threads)
         except (ValueError, RuntimeError) as error:
@@ -121,15 +155,32 @@ class LiteRtPredictor(Predictor):
         self._rank = len(input_shape)
         signature = list(self._input.get("shape_signature", input_shape))
         self.dynamic_batch = bool(self._rank == 2 and signature[0] == -1)
+        described = tflite_description(path)
         if labels is None:
             labels = tflite_labels(path)
-        super().__init__(path, labels, int(input_shape[-1]), DEFAULT_SAMPLE_RATE, batch_size)
+        sample_rate = sample_rate or described.get("sample_rate")
+        channels = channels or described.get("channels") or 1
+        if not sample_rate:
+            raise LeanError(f"{path}: no TFLite Model Metadata gives its sample rate; export it "
+                            "with lean-export (or pass the sample rate)")
+        samples = int(input_shape[-1])
+        if samples % channels:
+            raise LeanError(f"{path}: {samples} input values do not hold {channels} channels")
+        spec = InputSpec(sample_rate=int(sample_rate), channels=int(channels),
+                         window_seconds=samples // channels / sample_rate)
+        super().__init__(path, labels, spec, task or described.get("task"), batch_size)
+        self.data_config = described.get("data")
         output_classes = int(self._output["shape"][-1])
         if output_classes != len(self.labels):
             raise LeanError(
                 f"{path}: model has {output_classes} outputs but {len(self.labels)} labels"
             )
         self._allocated_batch = int(input_shape[0]) if self._rank == 2 else 1
+
+    @property
+    def window_samples(self) -> int:
+        # The input tensor's size, exactly (window_seconds may not round-trip through a float).
+        return int(self._input["shape"][-1]) // self.channels
 
     def _quantize_input(self, windows: np.ndarray) -> np.ndarray:
         dtype = self._input["dtype"]
@@ -148,6 +199,8 @@ class LiteRtPredictor(Predictor):
         return values.astype(np.float32)
 
     def _invoke(self, batch: np.ndarray) -> np.ndarray:
+        # [B, W, C] windows become the interleaved [B, W * C] the file takes.
+        batch = batch.reshape(len(batch), -1)
         if self._rank == 1:
             batch = batch[0]
         self.interpreter.set_tensor(self._input["index"], self._quantize_input(batch))
@@ -160,20 +213,28 @@ class LiteRtPredictor(Predictor):
             return np.concatenate([self._invoke(batch[row:row + 1]) for row in range(len(batch))])
         if self._allocated_batch != len(batch):
             self.interpreter.resize_tensor_input(
-                self._input["index"], [len(batch), self.window_samples], strict=True
-            )
+                self._input["index"], [len(batch), self.window_samples * self.channels],
+                strict=True)
             self.interpreter.allocate_tensors()
             self._allocated_batch = len(batch)
         return self._invoke(batch)
 
 
-def read_labels_file(path: Path) -> list[str]:
-    """One label per line; blank lines are not labels."""
-    return _label_lines(Path(path).read_text(encoding="utf-8"))
+def tflite_description(path: Path) -> dict:
+    """What a .tflite's metadata says: sample_rate, channels and (from its packed run config)
+    task; {} for a file without metadata."""
+    from lean.model_metadata import has_metadata, read_metadata
 
-
-def _label_lines(text: str) -> list[str]:
-    return [line.strip() for line in text.splitlines() if line.strip()]
+    if not has_metadata(Path(path).read_bytes()):
+        return {}
+    metadata = read_metadata(path)
+    described = {key: metadata["input"].get(key) for key in ("sample_rate", "channels")}
+    run_config = metadata.get("config", {})
+    if run_config.get("model", {}).get("task"):
+        described["task"] = run_config["model"]["task"]
+    if isinstance(run_config.get("data"), dict):
+        described["data"] = DataConfig(**run_config["data"])
+    return described
 
 
 def tflite_labels(path: Path) -> list[str]:
@@ -201,7 +262,7 @@ def tflite_labels(path: Path) -> list[str]:
         raise LeanError(
             f"{path}: no labels (no metadata files appended and no {beside.name} beside it)"
         ) from None
-    return _label_lines(text)
+    return label_lines(text)
 
 
 def _choose_labels_member(names: list[str]) -> Optional[str]:
@@ -212,43 +273,51 @@ def _choose_labels_member(names: list[str]) -> Optional[str]:
 
 
 def load_predictor(path: str | Path, batch_size: int = DEFAULT_BATCH,
-                   num_threads: Optional[int] = None) -> Predictor:
+                   num_threads: Optional[int] = None, task: Optional[str] = None,
+                   sample_rate: Optional[int] = None) -> Predictor:
     """Loads a run directory, a `.keras` file or a `.tflite` file behind one interface.
 
     Args:
-        path: run directory (uses its best.keras, labels.txt, config.json), a `.keras` file (labels
-            from `labels.txt` beside it) or a `.tflite` file (labels from its metadata or
-            `MODEL.labels.txt`).
+        path: run directory (uses its best.keras, labels.txt, config.json), a `.keras` file (its
+            run's config.json and labels.txt beside it) or a `.tflite` file (labels, sample rate
+            and task from its metadata, labels also from `MODEL.labels.txt`).
         batch_size: windows per forward pass (Keras, or a .tflite with a dynamic batch).
         num_threads: LiteRT interpreter threads (None: LiteRT's default).
+        task: the model's task when its files do not say it (a foreign .tflite).
+        sample_rate: the input rate of a .tflite without TFLite Model Metadata.
 
     Returns:
-        A `Predictor` with `.labels`, `.window_samples`, `.sample_rate` and `.predict(windows)`.
+        A `Predictor` with `.labels`, `.task`, `.window_samples`, `.sample_rate`, `.channels`
+        and `.predict(windows)`.
     """
+    from lean.run import BEST_MODEL, CONFIG_FILE, LABELS_FILE, load_run
+
     path = Path(path)
     if path.is_dir():
-        from lean.train import load_run
-
         run = load_run(path)
-        return KerasPredictor(run.model, path, run.labels, run.config.model.frontend.sample_rate,
-                              batch_size=batch_size)
+        model_config = run.config.model
+        predictor = KerasPredictor(run.model, path, run.labels, model_config.input,
+                                   model_config.task, batch_size=batch_size)
+        predictor.data_config = run.config.data
+        return predictor
     if not path.is_file():
         raise LeanError(f"{path}: no such run directory or model file")
     if path.suffix == ".tflite":
-        return LiteRtPredictor(path, num_threads=num_threads,
-                               batch_size=batch_size)
+        return LiteRtPredictor(path, num_threads=num_threads, batch_size=batch_size, task=task,
+                               sample_rate=sample_rate)
     if path.suffix == ".keras":
+        from lean.config import RunConfig, load_json
         from lean.models.registry import load_model
 
-        labels_path = path.parent / "labels.txt"
-        if not labels_path.is_file():
-            raise LeanError(f"{path}: no labels.txt beside it")
-        sample_rate = DEFAULT_SAMPLE_RATE
-        if (path.parent / "config.json").is_file():
-            from lean.config import RunConfig, load_json
-
-            config = load_json(RunConfig, path.parent / "config.json")
-            sample_rate = config.model.frontend.sample_rate
-        return KerasPredictor(load_model(path), path, read_labels_file(labels_path), sample_rate,
-                              batch_size=batch_size)
+        missing = [name for name in (LABELS_FILE, CONFIG_FILE) if not (path.parent / name).is_file()]
+        if missing:
+            raise LeanError(f"{path}: no {' or '.join(missing)} beside it (a run directory's "
+                            f"files; {BEST_MODEL} is one)")
+        config = load_json(RunConfig, path.parent / CONFIG_FILE)
+        predictor = KerasPredictor(load_model(path), path,
+                                   read_labels_file(path.parent / LABELS_FILE),
+                                   config.model.input, task or config.model.task,
+                                   batch_size=batch_size)
+        predictor.data_config = config.data
+        return predictor
     raise LeanError(f"{path}: expected a run directory, a .keras or a .tflite file")

@@ -1,9 +1,10 @@
-"""Tagging metrics as the field computes them: per-class AP and ROC-AUC, mAP, mAUC, d'."""
+"""Metrics as the field computes them: per-class AP and ROC-AUC, mAP, mAUC and d' for tagging;
+accuracy, macro recall / precision / F1 and the confusion matrix for single-label tasks."""
 
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -63,50 +64,64 @@ def multilabel_metrics(y_true: np.ndarray, y_score: np.ndarray, labels: Sequence
     }
 
 
-def paired_bootstrap_map_difference(y_true: np.ndarray, scores_a: np.ndarray, scores_b: np.ndarray,
-                                    rounds: int = 200, seed: int = 0) -> dict:
-    """How far mAP(a) - mAP(b) moves when the clips are drawn again with replacement.
+def primary_score(task: str, y_true: np.ndarray, y_score: np.ndarray) -> Optional[float]:
+    """The task's headline number: mAP over the classes with a positive (multilabel), or
+    accuracy of the argmax (single_label); None when no class can be scored."""
+    y_true, y_score = np.asarray(y_true), np.asarray(y_score)
+    if task == "single_label":
+        return float(np.mean(y_true.argmax(axis=1) == y_score.argmax(axis=1)))
+    from sklearn.metrics import average_precision_score
 
-    Both models are scored on the same resampled clips (paired); mAP is the mean AP over the
-    classes with a positive in the sample, as in `multilabel_metrics`. On a small split this
-    spread is often larger than the difference itself.
+    scored = y_true.sum(axis=0) > 0
+    if not scored.any():
+        return None
+    return float(average_precision_score(y_true[:, scored], y_score[:, scored], average="macro"))
+
+
+def paired_bootstrap_difference(y_true: np.ndarray, scores_a: np.ndarray, scores_b: np.ndarray,
+                                task: str = "multilabel", rounds: int = 200,
+                                seed: int = 0) -> dict:
+    """How far score(a) - score(b) moves when the clips are drawn again with replacement.
+
+    Both models are scored on the same resampled clips (paired) with the task's primary score
+    (`primary_score`: mAP over the classes with a positive in the sample, or accuracy). On a
+    small split this spread is often larger than the difference itself.
 
     Args:
-        y_true: {0, 1} targets [N, C].
+        y_true: {0, 1} targets [N, C] (one-hot for single_label).
         scores_a, scores_b: the two models' clip scores [N, C].
+        task: multilabel or single_label.
         rounds: resamples.
         seed: for the resampling.
 
     Returns:
-        dict with `difference` (on the split as it is), `sd` (standard deviation over the
-        resamples), `low` and `high` (their 2.5th and 97.5th percentiles) and `rounds`.
+        dict with `metric` (mAP or accuracy), `difference` (on the split as it is), `sd`
+        (standard deviation over the resamples), `low` and `high` (their 2.5th and 97.5th
+        percentiles) and `rounds`.
     """
-    from sklearn.metrics import average_precision_score
-
     y_true, scores_a, scores_b = (np.asarray(array) for array in (y_true, scores_a, scores_b))
 
     def difference(rows):
-        scored = y_true[rows].sum(axis=0) > 0
-        if not scored.any():
-            return None
-        targets = y_true[rows][:, scored]
-        return float(average_precision_score(targets, scores_a[rows][:, scored], average="macro")
-                     - average_precision_score(targets, scores_b[rows][:, scored], average="macro"))
+        a = primary_score(task, y_true[rows], scores_a[rows])
+        return None if a is None else a - primary_score(task, y_true[rows], scores_b[rows])
 
     rng = np.random.default_rng(seed)
     count = y_true.shape[0]
     samples = [difference(rng.integers(0, count, count)) for _ in range(rounds)]
     samples = np.array([value for value in samples if value is not None])
     low, high = np.percentile(samples, [2.5, 97.5])
-    return {"difference": difference(np.arange(count)), "sd": float(samples.std()),
+    return {"metric": "accuracy" if task == "single_label" else "mAP",
+            "difference": difference(np.arange(count)), "sd": float(samples.std()),
             "low": float(low), "high": float(high), "rounds": int(len(samples))}
 
 
 def single_label_metrics(y_true: np.ndarray, y_score: np.ndarray, labels: Sequence[str]) -> dict:
-    """Accuracy, macro (unweighted) recall and macro F1 of argmax predictions.
+    """Accuracy, macro (unweighted) recall, precision and F1 of argmax predictions, and the
+    confusion matrix.
 
     Macro averages run over the classes with at least one true example (recall is undefined for
-    the others); those classes are listed.
+    the others); those classes are listed. Precision of a class never predicted is 0 (scikit-learn's
+    zero_division=0), as is the F1 of a class with zero precision and recall.
 
     Args:
         y_true: class indices [N], or one-hot targets [N, C].
@@ -114,33 +129,40 @@ def single_label_metrics(y_true: np.ndarray, y_score: np.ndarray, labels: Sequen
         labels: the C class names.
 
     Returns:
-        dict with `accuracy`, `macro_recall`, `macro_f1`, `num_examples`, `per_class` (label,
-        recall, f1, support) and `classes_without_examples`.
+        dict with `accuracy`, `macro_recall`, `macro_precision`, `macro_f1`, `num_examples`,
+        `confusion_matrix` (rows = true class, columns = predicted, in label order),
+        `per_class` (label, recall, precision, f1, support) and `classes_without_examples`.
     """
-    from sklearn.metrics import accuracy_score, f1_score, recall_score
+    from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
     y_score = np.asarray(y_score, dtype=np.float64)
     y_true = np.asarray(y_true)
     if y_true.ndim == 2:
         y_true = y_true.argmax(axis=1)
     if y_score.ndim != 2 or y_score.shape != (y_true.shape[0], len(labels)):
-        raise ValueError(f"y_score {y_score.shape} does not match {y_true.shape[0]} examples x {len(labels)} labels")
+        raise ValueError(f"y_score {y_score.shape} does not match {y_true.shape[0]} examples x "
+                         f"{len(labels)} labels")
     y_pred = y_score.argmax(axis=1)
     support = np.bincount(y_true.astype(int), minlength=len(labels))
     present = [int(index) for index in np.flatnonzero(support)]
-    recalls = recall_score(y_true, y_pred, labels=present, average=None, zero_division=0)
-    f1s = f1_score(y_true, y_pred, labels=present, average=None, zero_division=0)
-    by_class = {index: (float(r), float(f)) for index, r, f in zip(present, recalls, f1s)}
+    precisions, recalls, f1s, _ = precision_recall_fscore_support(
+        y_true, y_pred, labels=present, average=None, zero_division=0)
+    by_class = {index: (float(r), float(p), float(f))
+                for index, r, p, f in zip(present, recalls, precisions, f1s)}
+    matrix = confusion_matrix(y_true, y_pred, labels=list(range(len(labels))))
     return {
         "accuracy": float(accuracy_score(y_true, y_pred)),
         "macro_recall": float(np.mean(recalls)),
+        "macro_precision": float(np.mean(precisions)),
         "macro_f1": float(np.mean(f1s)),
         "num_examples": int(y_true.shape[0]),
+        "confusion_matrix": matrix.astype(int).tolist(),
         "per_class": [
             {
                 "label": label,
-                "recall": by_class.get(index, (None, None))[0],
-                "f1": by_class.get(index, (None, None))[1],
+                "recall": by_class.get(index, (None, None, None))[0],
+                "precision": by_class.get(index, (None, None, None))[1],
+                "f1": by_class.get(index, (None, None, None))[2],
                 "support": int(support[index]),
             }
             for index, label in enumerate(labels)
@@ -162,4 +184,5 @@ def _check_pair(y_true: np.ndarray, y_score: np.ndarray, labels: Sequence[str]) 
     return (y_true > 0.5).astype(np.int64), y_score
 
 
-__all__ = ["multilabel_metrics", "single_label_metrics", "d_prime"]
+__all__ = ["d_prime", "multilabel_metrics", "paired_bootstrap_difference", "primary_score",
+           "single_label_metrics"]

@@ -1,4 +1,5 @@
-"""Evaluation plots (matplotlib Agg, PNG): PR curves of the best and worst classes, per-class AP."""
+"""Evaluation plots (matplotlib Agg, PNG): PR curves of the best and worst classes and per-class
+AP for tagging; the confusion matrix for single-label classification."""
 
 from __future__ import annotations
 
@@ -98,10 +99,54 @@ def plot_per_class_ap(per_class: Sequence[dict], path: str | Path, title: str = 
         plt.close(figure)
 
 
-def write_evaluation_plots(y_true: np.ndarray, y_score: np.ndarray, per_class: Sequence[dict],
+def plot_confusion_matrix(matrix: Sequence[Sequence[int]], labels: Sequence[str],
+                          path: str | Path, title: str = "") -> Path:
+    """The confusion matrix as a heat map: rows true class, columns predicted, each cell its
+    count, colour its share of the row (recall on the diagonal).
+
+    Args:
+        matrix: counts [C, C] (`single_label_metrics(...)["confusion_matrix"]`).
+        labels: the C class names.
+        path: the PNG to write.
+
+    Returns:
+        The path written.
+    """
+    plt = _pyplot()
+    counts = np.asarray(matrix, dtype=np.int64)
+    rows = counts.sum(axis=1, keepdims=True)
+    shares = np.divide(counts, rows, out=np.zeros(counts.shape), where=rows > 0)
+    size = max(4.0, 0.45 * len(labels) + 2.0)
+    figure, axis = plt.subplots(figsize=(size + 1.0, size))
+    image = axis.imshow(shares, cmap="Blues", vmin=0.0, vmax=1.0)
+    ticks = np.arange(len(labels))
+    axis.set_xticks(ticks, labels, rotation=60, ha="right", fontsize=8)
+    axis.set_yticks(ticks, labels, fontsize=8)
+    if len(labels) <= 30:  # beyond that the numbers no longer fit their cells
+        for row, column in np.ndindex(counts.shape):
+            if counts[row, column]:
+                axis.text(column, row, str(counts[row, column]), ha="center", va="center",
+                          fontsize=7, color="white" if shares[row, column] > 0.5 else "black")
+    accuracy = np.trace(counts) / max(1, counts.sum())
+    axis.set(xlabel="predicted class", ylabel="true class",
+             title=f"{title or 'confusion matrix'} (accuracy {accuracy:.3f})")
+    figure.colorbar(image, ax=axis, fraction=0.046, pad=0.04, label="share of the true class")
+    try:
+        return _save(figure, Path(path))
+    finally:
+        plt.close(figure)
+
+
+def write_evaluation_plots(task: str, y_true: np.ndarray, y_score: np.ndarray, metrics: dict,
                            out_dir: str | Path, title: str = "") -> list[Path]:
-    """Both evaluation plots into `out_dir` (pr_curves.png, per_class_ap.png)."""
+    """The task's evaluation plots into `out_dir`: pr_curves.png and per_class_ap.png
+    (multilabel), confusion_matrix.png (single_label)."""
     out_dir = Path(out_dir)
+    if task == "single_label":
+        labels = [entry["label"] for entry in metrics["per_class"]]
+        return [plot_confusion_matrix(metrics["confusion_matrix"], labels,
+                                      out_dir / "confusion_matrix.png", title=title)]
+    per_class = metrics["per_class"]
     return [
         plot_pr_curves(y_true, y_score, per_class, out_dir / "pr_curves.png", title=title),
         plot_per_class_ap(per_class, out_dir / "per_class_ap.png", title=title),

@@ -1,4 +1,5 @@
-"""Training of a family member on FSD50K-layout data: crash-safe, resumable, best by val PR-AUC."""
+"""Training of a family member on any dataset layout: crash-safe, resumable, best checkpoint by
+the task's validation score (PR-AUC for multilabel, accuracy for single_label)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,8 @@ import csv
 import dataclasses
 import io
 import json
-import os
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -17,57 +16,24 @@ import keras
 
 from lean.config import RunConfig, load_json, save_json, to_dict
 from lean.errors import LeanError
-from lean.io import atomic_path, atomic_write_text
+from lean.io import atomic_write_text
+from lean.run import (
+    BEST_MODEL,
+    CHECKPOINT_DIR,
+    CONFIG_FILE,
+    DATA_SUMMARY_FILE,
+    HISTORY_FILE,
+    LABELS_FILE,
+    SKIPPED_FILES,
+    STATE_FILE,
+    TENSORBOARD_DIR,
+    is_temporary,
+    labels_text,
+    save_keras_atomic,
+)
 
-BEST_MODEL = "best.keras"
-CHECKPOINT_DIR = "checkpoints"
-STATE_FILE = "state.json"
-MONITOR = "val_pr_auc"
 # Settings that may differ between a run and its resumption without changing what is trained.
 RESUMABLE_DIFFERENCES = ("lean_version",)
-
-
-@dataclass(frozen=True)
-class Run:
-    """A trained run directory: its config, labels and best model."""
-
-    path: Path
-    config: RunConfig
-    labels: tuple[str, ...]
-    model: object  # keras.Model
-
-
-def load_run(run_dir: str | Path) -> Run:
-    """Loads a run directory's best model with nothing but the directory itself.
-
-    Args:
-        run_dir: a directory written by `lean train` (config.json, labels.txt, best.keras).
-
-    Returns:
-        `Run(path, config, labels, model)`.
-    """
-    run_dir = Path(run_dir)
-    for name in ("config.json", "labels.txt", BEST_MODEL):
-        if not (run_dir / name).is_file():
-            raise LeanError(f"{run_dir}: not a finished run directory (no {name})")
-    from lean.inference import read_labels_file
-    from lean.models.registry import load_model
-
-    config = load_json(RunConfig, run_dir / "config.json")
-    labels = tuple(read_labels_file(run_dir / "labels.txt"))
-    return Run(path=run_dir, config=config, labels=labels, model=load_model(run_dir / BEST_MODEL))
-
-
-def save_keras_atomic(model, path: Path) -> None:
-    """Writes a .keras file so that `path` holds the old or the new model, never a partial one."""
-    with atomic_path(path) as tmp:
-        # Keras insists on a ".keras" name; save beside the temp file, then move it in place.
-        staging = tmp.with_name(tmp.name + ".keras")
-        try:
-            model.save(staging)
-            os.replace(staging, tmp)
-        finally:
-            staging.unlink(missing_ok=True)
 
 
 def load_checkpoint(path: Path):
@@ -102,16 +68,11 @@ def write_history_csv(path: Path, history: list[dict]) -> None:
     atomic_write_text(path, buffer.getvalue())
 
 
-def _is_temporary(path: Path) -> bool:
-    """The hidden files of `lean.io.atomic_path` (and of `save_keras_atomic`'s staging)."""
-    return path.name.startswith(".") and path.name.endswith((".tmp", ".tmp.keras"))
-
-
 def _remove_leftover_temporaries(run_dir: Path) -> None:
     """A kill -9 inside an atomic write leaves its hidden temporary file; it is never read."""
     for folder in (run_dir, run_dir / CHECKPOINT_DIR):
         if folder.is_dir():
-            for leftover in filter(_is_temporary, list(folder.iterdir())):
+            for leftover in filter(is_temporary, list(folder.iterdir())):
                 leftover.unlink(missing_ok=True)
 
 
@@ -157,23 +118,46 @@ def _set_up_devices(train_config):
     return strategy, where
 
 
-def _compile(model, train_config, num_classes: int) -> None:
+def _compile(model, config: RunConfig) -> None:
+    """The task's loss and metrics (lean.tasks) with the run's optimizer."""
+    from lean import tasks
+
+    model_config = config.model
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=train_config.learning_rate),
-        loss=keras.losses.BinaryCrossentropy(),
-        metrics=[keras.metrics.AUC(curve="PR", multi_label=True, num_labels=num_classes,
-                                   name="pr_auc")],
+        optimizer=keras.optimizers.Adam(learning_rate=config.train.learning_rate),
+        loss=tasks.loss(model_config.task),
+        metrics=tasks.metrics(model_config.task, model_config.num_classes),
     )
 
 
-def train(config: RunConfig, data_dir: str | Path, run_dir: str | Path,
-          cache_dir: Optional[str | Path] = None, max_windows_per_epoch: Optional[int] = None,
-          progress: bool = True) -> dict:
+def resolve_dataset(config: RunConfig):
+    """Loads the run's dataset (its layout and folds from `config.data`) and checks that the
+    model's task can be trained on it."""
+    from lean.data import load_dataset
+
+    data = config.data
+    if not data.dir:
+        raise LeanError("no dataset folder given (--data DIR)")
+    dataset = load_dataset(data.dir, layout=data.layout, fold=data.fold, val_fold=data.val_fold)
+    if config.model.task == "single_label":
+        for split in ("train", "val"):
+            several = [clip for clip in dataset.clips(split) if len(clip.label_indices) != 1]
+            if several:
+                raise LeanError(
+                    f"{dataset.root}: clip {several[0].fname} has {len(several[0].label_indices)} "
+                    f"labels ({len(several)} {split} clips have more than one); a single_label "
+                    "model needs exactly one: train with --task multilabel"
+                )
+    return dataset
+
+
+def train(config: RunConfig, run_dir: str | Path, cache_dir: Optional[str | Path] = None,
+          max_windows_per_epoch: Optional[int] = None, progress: bool = True) -> dict:
     """Trains (or resumes, or reports complete) one run.
 
     Args:
-        config: the run's settings; `model.num_classes` is set from the dataset's vocabulary.
-        data_dir: an FSD50K-layout dataset with train and val splits.
+        config: the run's settings; `config.data.dir` names the dataset (any layout with train
+            and val splits); `model.num_classes` is set from the dataset's labels.
         run_dir: where the run lives; rerunning with the same settings resumes it.
         cache_dir: decoded-audio cache (default: `lean.data.pipeline.default_cache_dir()`).
         max_windows_per_epoch: train on this many shuffled windows per epoch (None: all).
@@ -184,58 +168,64 @@ def train(config: RunConfig, data_dir: str | Path, run_dir: str | Path,
     """
     from lean import __version__
     from lean.data.audio import AudioCache
-    from lean.data.fsd50k import load_dataset
     from lean.data.pipeline import default_cache_dir
+    from lean.tasks import task
 
     run_dir = Path(run_dir)
-    data_dir = Path(data_dir).absolute()
-    dataset = load_dataset(data_dir)
+    config = dataclasses.replace(
+        config, data=dataclasses.replace(config.data, dir=str(Path(config.data.dir).absolute()))
+        if config.data.dir else config.data)
+    dataset = resolve_dataset(config)
     config = dataclasses.replace(
         config,
         model=dataclasses.replace(config.model, num_classes=dataset.num_classes),
-        data_dir=str(data_dir),
+        data=dataclasses.replace(config.data, layout=dataset.layout, fold=dataset.test_fold,
+                                 val_fold=dataset.val_fold),
         lean_version=__version__,
     )
+    monitor = task(config.model.task).monitor
     options = {"max_windows_per_epoch": max_windows_per_epoch}
-    labels_text = "".join(f"{label}\n" for label in dataset.labels)
-    state = _check_existing_run(run_dir, config, labels_text, options)
+    labels = labels_text(dataset.labels)
+    state = _check_existing_run(run_dir, config, labels, options)
     if state and state.get("completed"):
-        _log(f"{run_dir} is complete: {state['epoch']} epochs, best {MONITOR} "
+        _log(f"{run_dir} is complete: {state['epoch']} epochs, best {monitor} "
              f"{state['best_score']:.4f} at epoch {state['best_epoch']}")
         return state
 
     run_dir.mkdir(parents=True, exist_ok=True)
     _remove_leftover_temporaries(run_dir)
-    save_json(config, run_dir / "config.json")
-    atomic_write_text(run_dir / "labels.txt", labels_text)
+    save_json(config, run_dir / CONFIG_FILE)
+    atomic_write_text(run_dir / LABELS_FILE, labels)
 
-    cache = AudioCache(cache_dir or default_cache_dir(), config.model.frontend.sample_rate)
+    model_input = config.model.input
+    cache = AudioCache(cache_dir or default_cache_dir(), model_input.sample_rate,
+                       channels=model_input.channels)
     indexes = _index_splits(dataset, cache, config, run_dir, progress)
     return _fit(config, dataset, cache, indexes, run_dir, state, options, progress)
 
 
-def _check_existing_run(run_dir: Path, config: RunConfig, labels_text: str,
+def _check_existing_run(run_dir: Path, config: RunConfig, labels: str,
                         options: dict) -> Optional[dict]:
     if run_dir.exists() and not run_dir.is_dir():
         raise LeanError(f"{run_dir}: is a file, not a run directory; choose another --out")
-    if not (run_dir / "config.json").is_file():
+    if not (run_dir / CONFIG_FILE).is_file():
         # A kill inside the very first atomic write leaves only its hidden temporary file.
-        if run_dir.is_dir() and any(not _is_temporary(path) for path in run_dir.iterdir()):
+        if run_dir.is_dir() and any(not is_temporary(path) for path in run_dir.iterdir()):
             raise LeanError(f"{run_dir}: exists and is not a run directory; choose another --out")
         return None
     try:
-        saved = load_json(RunConfig, run_dir / "config.json")
-    except (ValueError, TypeError, json.JSONDecodeError) as error:
-        raise LeanError(f"{run_dir / 'config.json'}: unreadable run config ({error})") from None
+        saved = load_json(RunConfig, run_dir / CONFIG_FILE)
+    except (ValueError, TypeError, LeanError, json.JSONDecodeError) as error:
+        raise LeanError(f"{run_dir / CONFIG_FILE}: unreadable run config ({error})") from None
     differences = _config_differences(saved, config)
     if differences:
         raise LeanError(
             f"{run_dir} holds a run with other settings ({'; '.join(differences)}); "
             "rerun with the same settings to resume it, or choose another --out"
         )
-    labels_path = run_dir / "labels.txt"
-    if labels_path.is_file() and labels_path.read_text(encoding="utf-8") != labels_text:
-        raise LeanError(f"{labels_path}: the dataset's vocabulary changed since this run started")
+    labels_path = run_dir / LABELS_FILE
+    if labels_path.is_file() and labels_path.read_text(encoding="utf-8") != labels:
+        raise LeanError(f"{labels_path}: the dataset's labels changed since this run started")
     state = read_state(run_dir)
     if state and state.get("options", options) != options:
         raise LeanError(
@@ -262,6 +252,7 @@ def _index_splits(dataset, cache, config: RunConfig, run_dir: Path, progress: bo
     skipped = [entry for split in indexes.values() for entry in split.skipped]
     summary = {
         "data_dir": str(dataset.root),
+        **dataset.describe_split(),
         "classes": dataset.num_classes,
         "skipped": len(skipped),
         "splits": {
@@ -274,12 +265,10 @@ def _index_splits(dataset, cache, config: RunConfig, run_dir: Path, progress: bo
             for split, index in indexes.items()
         },
     }
-    atomic_write_text(run_dir / "data_summary.json", json.dumps(summary, indent=2) + "\n")
-    atomic_write_text(
-        run_dir / "skipped_files.txt", "".join(f"{reason}\n" for _, reason in skipped)
-    )
+    atomic_write_text(run_dir / DATA_SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(run_dir / SKIPPED_FILES, "".join(f"{reason}\n" for _, reason in skipped))
     if skipped:
-        _log(f"skipped {len(skipped)} bad audio files, listed in {run_dir / 'skipped_files.txt'}")
+        _log(f"skipped {len(skipped)} bad audio files, listed in {run_dir / SKIPPED_FILES}")
     for split, index in indexes.items():
         _log(f"{split}: {len(index.clips)} clips, {index.num_windows} windows")
     return indexes
@@ -289,10 +278,12 @@ def _fit(config: RunConfig, dataset, cache, indexes: dict, run_dir: Path, state:
          options: dict, progress: bool) -> dict:
     from lean.data.pipeline import build_window_dataset, steps_per_epoch
     from lean.models.registry import build_model
+    from lean.tasks import task
 
     train_config = config.train
+    monitor = task(config.model.task).monitor
     strategy, where = _set_up_devices(train_config)
-    _log(f"training {config.model.name} on {where}")
+    _log(f"training {config.model.name} ({config.model.task}) on {where}")
     keras.utils.set_random_seed(train_config.seed)
 
     first_epoch = state["epoch"] if state else 0
@@ -306,10 +297,10 @@ def _fit(config: RunConfig, dataset, cache, indexes: dict, run_dir: Path, state:
             if model.outputs[0].dtype != "float32":
                 raise LeanError(f"model {config.model.name} outputs {model.outputs[0].dtype}, "
                                 "not float32: its head breaks the family contract")
-            _compile(model, train_config, dataset.num_classes)
+            _compile(model, config)
             state = {"epoch": 0, "checkpoint": None, "best_score": None, "best_epoch": None,
                      "history": [], "completed": False, "options": options}
-    write_history_csv(run_dir / "history.csv", state["history"])
+    write_history_csv(run_dir / HISTORY_FILE, state["history"])
 
     global_batch = train_config.batch_size
     window_samples = config.model.window_samples
@@ -321,13 +312,13 @@ def _fit(config: RunConfig, dataset, cache, indexes: dict, run_dir: Path, state:
     val_data = build_window_dataset(indexes["val"], dataset, cache, window_samples, global_batch)
     steps = steps_per_epoch(indexes["train"].num_windows, global_batch,
                             options["max_windows_per_epoch"])
-    callbacks = [EpochCheckpoint(run_dir, state, train_config.epochs),
+    callbacks = [EpochCheckpoint(run_dir, state, train_config.epochs, monitor),
                  *_tensorboard_callbacks(run_dir),
-                 TqdmProgress(steps, train_config.epochs, state, enabled=progress)]
+                 TqdmProgress(steps, train_config.epochs, state, monitor, enabled=progress)]
     model.fit(train_data, epochs=train_config.epochs, initial_epoch=first_epoch,
               steps_per_epoch=steps, validation_data=val_data, callbacks=callbacks, shuffle=False,
               verbose=0)
-    _log(f"done: best {MONITOR} {state['best_score']:.4f} at epoch {state['best_epoch']}; "
+    _log(f"done: best {monitor} {state['best_score']:.4f} at epoch {state['best_epoch']}; "
          f"model {run_dir / BEST_MODEL}")
     return state
 
@@ -339,7 +330,7 @@ def _tensorboard_callbacks(run_dir: Path) -> list:
     except ImportError:
         _log("tensorboard is not installed: no TensorBoard logs (pip install tensorboard)")
         return []
-    return [keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard"),
+    return [keras.callbacks.TensorBoard(log_dir=str(run_dir / TENSORBOARD_DIR),
                                         update_freq="epoch", write_graph=False)]
 
 
@@ -351,11 +342,12 @@ class EpochCheckpoint(keras.callbacks.Callback):
     moment leaves the previous consistent state (and an unreferenced file at worst).
     """
 
-    def __init__(self, run_dir: Path, state: dict, epochs: int):
+    def __init__(self, run_dir: Path, state: dict, epochs: int, monitor: str):
         super().__init__()
         self.run_dir = run_dir
         self.state = state
         self.epochs = epochs
+        self.monitor = monitor
         self.started = time.monotonic()
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -363,10 +355,10 @@ class EpochCheckpoint(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = dict(logs or {})
-        if MONITOR not in logs:
-            raise LeanError(f"no {MONITOR} after epoch {epoch + 1}: is the val split empty?")
+        if self.monitor not in logs:
+            raise LeanError(f"no {self.monitor} after epoch {epoch + 1}: is the val split empty?")
         done = epoch + 1
-        score = float(logs[MONITOR])
+        score = float(logs[self.monitor])
         state = self.state
         if state["best_score"] is None or score > state["best_score"]:
             save_keras_atomic(self.model, self.run_dir / BEST_MODEL)
@@ -376,7 +368,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
         row = {"epoch": done, **{key: float(value) for key, value in sorted(logs.items())},
                "seconds": round(time.monotonic() - self.started, 2)}
         state["history"].append(row)
-        write_history_csv(self.run_dir / "history.csv", state["history"])
+        write_history_csv(self.run_dir / HISTORY_FILE, state["history"])
         previous = state["checkpoint"]
         state.update(epoch=done, checkpoint=checkpoint, completed=done >= self.epochs)
         atomic_write_text(self.run_dir / CHECKPOINT_DIR / STATE_FILE,
@@ -389,9 +381,10 @@ class EpochCheckpoint(keras.callbacks.Callback):
 class TqdmProgress(keras.callbacks.Callback):
     """One tqdm bar per epoch on stderr, then a one-line epoch summary."""
 
-    def __init__(self, steps: int, epochs: int, state: dict, enabled: bool = True):
+    def __init__(self, steps: int, epochs: int, state: dict, monitor: str, enabled: bool = True):
         super().__init__()
         self.steps, self.epochs, self.state, self.enabled = steps, epochs, state, enabled
+        self.monitor = monitor
         self.bar = None
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -409,5 +402,5 @@ class TqdmProgress(keras.callbacks.Callback):
         self.bar.close()
         logs = logs or {}
         parts = [f"{key} {float(value):.4f}" for key, value in sorted(logs.items())]
-        _log(f"epoch {epoch + 1}/{self.epochs}: {', '.join(parts)}; best {MONITOR} "
+        _log(f"epoch {epoch + 1}/{self.epochs}: {', '.join(parts)}; best {self.monitor} "
              f"{self.state['best_score']:.4f} at epoch {self.state['best_epoch']}")

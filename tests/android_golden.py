@@ -78,13 +78,14 @@ def export_tiny_model(path: Path) -> None:
     holding the default RunConfig (so config.json and the code version ride in the appended zip,
     as in a real export) and `add_metadata`.
     """
-    from lean.config import RunConfig, save_json
+    from lean.config import InputSpec, RunConfig, save_json
     from lean_export.convert import QuantizationConfig, build_serving_model, convert_model
     from lean_export.export import classifier_info
     from lean_export.metadata import add_metadata
 
     quantization = QuantizationConfig.create_float32()
-    serving = build_serving_model(build_tiny_model(len(LABELS)), WINDOW_SAMPLES)
+    serving = build_serving_model(build_tiny_model(len(LABELS)),
+                                  InputSpec(sample_rate=WINDOW_SAMPLES, window_seconds=1.0))
     model_bytes, _ = convert_model(serving, quantization)
     run_dir = path.parent / "tiny_run"
     config = RunConfig()

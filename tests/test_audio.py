@@ -85,6 +85,53 @@ def test_other_output_rates_are_honoured(tmp_path):
     assert load_audio(path).shape == (8000,)
 
 
+def stereo_44k(path: Path) -> np.ndarray:
+    """A 44.1 kHz stereo file whose channels differ (440 Hz left, 1 kHz right); its samples."""
+    t = np.arange(int(44100 * SECONDS)) / 44100
+    samples = np.stack([0.4 * np.sin(2 * np.pi * 440 * t), 0.2 * np.sin(2 * np.pi * 1000 * t)], axis=1)
+    soundfile.write(path, samples, 44100, subtype="FLOAT")
+    return samples.astype(np.float32)
+
+
+def test_stereo_44k_decodes_to_22k_mono_and_48k_stereo_as_soxr_does(tmp_path):
+    import soxr
+
+    samples = stereo_44k(tmp_path / "stereo.wav")
+    mono = load_audio(tmp_path / "stereo.wav", 22050)
+    expected_mono = soxr.resample(samples.mean(axis=1), 44100, 22050, quality="HQ")
+    assert mono.shape == (11025,) and mono.dtype == np.float32
+    np.testing.assert_allclose(mono, expected_mono, atol=1e-6)
+    stereo = load_audio(tmp_path / "stereo.wav", 48000, channels=2)
+    assert stereo.shape == (24000, 2) and stereo.dtype == np.float32 and stereo.flags.c_contiguous
+    for channel in range(2):  # each channel resampled on its own: left stays left
+        expected = soxr.resample(samples[:, channel], 44100, 48000, quality="HQ")
+        np.testing.assert_allclose(stereo[:, channel], expected, atol=1e-6)
+    assert load_audio(tmp_path / "stereo.wav", 44100, channels=2).tobytes() == samples.tobytes()
+
+
+def test_mono_files_fill_every_channel_and_other_counts_are_errors(tmp_path):
+    soundfile.write(tmp_path / "mono.wav", tone(16000, 1), 16000, subtype="FLOAT")
+    stereo = load_audio(tmp_path / "mono.wav", 32000, channels=2)
+    assert stereo.shape == (16000, 2)
+    np.testing.assert_array_equal(stereo[:, 0], stereo[:, 1])
+    np.testing.assert_array_equal(stereo[:, 0], load_audio(tmp_path / "mono.wav", 32000))
+    soundfile.write(tmp_path / "three.wav", tone(16000, 3), 16000)
+    with pytest.raises(BadAudioError, match=r"three.wav: has 3 channels; the model takes 2 \(or a mono file\)"):
+        load_audio(tmp_path / "three.wav", 16000, channels=2)
+    assert load_audio(tmp_path / "three.wav", 16000, channels=3).shape == (8000, 3)
+
+
+def test_cache_entries_are_per_rate_and_channels(tmp_path):
+    source = tmp_path / "stereo.wav"
+    stereo_44k(source)
+    mono = AudioCache(tmp_path / "cache", 16000).load(source)
+    stereo = AudioCache(tmp_path / "cache", 16000, channels=2).load(source)
+    assert mono.shape == (8000,) and stereo.shape == (8000, 2)
+    np.testing.assert_array_equal(stereo, load_audio(source, 16000, channels=2))
+    np.testing.assert_array_equal(mono, load_audio(source, 16000))
+    assert len(list((tmp_path / "cache").rglob("*.npy"))) == 2
+
+
 def write_bytes(path: Path, data: bytes) -> Path:
     path.write_bytes(data)
     return path
@@ -141,9 +188,9 @@ def count_decodes(monkeypatch) -> list:
     calls = []
     original = audio_module.load_audio
 
-    def counting(path, sample_rate=16000):
+    def counting(path, sample_rate=16000, channels=1):
         calls.append(Path(path))
-        return original(path, sample_rate)
+        return original(path, sample_rate, channels)
 
     monkeypatch.setattr(audio_module, "load_audio", counting)
     return calls

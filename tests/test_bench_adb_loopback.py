@@ -157,7 +157,7 @@ def test_adb_eval_needs_a_serial_when_several_devices(device, files):
 def test_adb_eval_resumes_after_disconnect_and_matches_lean_eval(device, files, monkeypatch):
     from lean.config import EvalConfig
     from lean.data.audio import load_audio
-    from lean.data.fsd50k import load_dataset
+    from lean.data import load_dataset
     from lean.data.windows import eval_windows
     from lean.evaluate import evaluate
     from lean.inference import load_predictor

@@ -62,8 +62,8 @@ def test_wait_to_cool_disabled_or_not_needed():
 
 def _reference(num_classes=2, window_samples=4):
     return SimpleNamespace(labels=("a", "b")[:num_classes], path=Path("m.tflite"),
-                           window_samples=window_samples, sample_rate=16000,
-                           num_classes=num_classes)
+                           task="multilabel", window_samples=window_samples, sample_rate=16000,
+                           channels=1, num_classes=num_classes)
 
 
 def test_replayed_scores_follow_the_pushed_windows():

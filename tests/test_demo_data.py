@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import soundfile
 
-from lean.cli import run_cli
+from lean.command_line import run_cli
 from lean.commands import data as data_command
 from lean.data.audio import load_audio
 from lean.data.demo import DEMO_CLASSES, SOUND_THEME_DIR, build_demo_dataset
-from lean.data.fsd50k import load_dataset
+from lean.data import load_dataset
 from lean.data.windows import aggregate_clip_scores, eval_windows, training_windows
 from lean.errors import LeanError
 from lean.metrics import multilabel_metrics
@@ -110,13 +110,13 @@ def test_an_interrupted_build_is_rebuilt(tmp_path):
 def test_every_window_of_a_class_sound_holds_that_class(demo_class):
     """Windows inherit their clip's labels, so a class's sound must be audible in every 1 s
     window, even in the shortest (0.5 s) stretch a second class gets."""
-    from lean.data.demo import _event, _load_recordings
+    from lean.data.demo import class_sound, load_recordings
 
-    recordings = _load_recordings(SOUND_THEME_DIR)
+    recordings = load_recordings(SOUND_THEME_DIR)
     for trial in range(8):
         rng = np.random.default_rng([11, trial])
         for seconds in (0.5, 3.7):
-            sound = _event(rng, int(seconds * 16000), demo_class, recordings)
+            sound = class_sound(rng, int(seconds * 16000), demo_class, recordings)
             assert np.isfinite(sound).all()
             windows = training_windows(sound.astype(np.float32), 16000) if seconds >= 1 else sound[None]
             window_rms = np.sqrt(np.mean(windows**2, axis=1))

@@ -11,8 +11,8 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 from lean.config import EvalConfig
 from lean.errors import LeanError
-from test_inference import (LABELS as MODEL_LABELS, append_labels_zip, build_tiny_model,
-                            convert_to_tflite, save_run_dir)
+from test_inference import (LABELS as MODEL_LABELS, build_tiny_model, convert_to_tflite,
+                            save_run_dir, with_metadata)
 from test_train import TONE_LABELS, make_tone_dataset
 
 WINDOW = 16000
@@ -59,14 +59,14 @@ POOLS = {"mean": lambda s: s.mean(axis=0), "max": lambda s: s.max(axis=0),
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     from lean.data.audio import AudioCache
-    from lean.data.fsd50k import load_dataset
+    from lean.data import load_dataset
 
     root = tmp_path_factory.mktemp("evaluate")
     data = make_tone_dataset(root / "data", clips_per_split=(4, 4, 16), seed=5)
     model = build_tiny_model(num_classes=len(TONE_LABELS), seed=2)
     run_dir = save_run_dir(model, root / "run", TONE_LABELS)
     tflite = root / "tiny.tflite"
-    tflite.write_bytes(append_labels_zip(convert_to_tflite(model), TONE_LABELS))
+    tflite.write_bytes(with_metadata(convert_to_tflite(model), TONE_LABELS))
     return {"root": root, "data": data, "dataset": load_dataset(data), "model": model,
             "run": run_dir, "tflite": tflite, "cache": AudioCache(root / "cache")}
 
@@ -106,7 +106,7 @@ def test_tflite_goes_through_the_same_path_with_the_same_numbers(setup):
 def test_bad_clips_are_counted_and_listed_or_fail(setup, tmp_path):
     import shutil
 
-    from lean.data.fsd50k import load_dataset
+    from lean.data import load_dataset
     from lean.evaluate import evaluate
     from lean.inference import load_predictor
 
@@ -161,7 +161,7 @@ def test_eval_cli_writes_json_and_plots(setup, tmp_path, capsys, monkeypatch):
 
 
 def test_int8_dot_product_features_are_read_from_cpuinfo():
-    from lean.evaluate import cpu_int8_dot_product
+    from lean.host import cpu_int8_dot_product
 
     vnni_xeon = "processor\t: 0\nmodel name\t: Intel(R) Xeon(R)\nflags\t\t: fpu avx2 avx512f avx512_vnni avx_vnni\n"
     avx2_epyc = "processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu avx avx2 fma\n"

@@ -44,6 +44,7 @@ def test_mse_ranges_bring_int8_closer_to_float_than_minmax(tmp_path):
 
     import keras
 
+    from lean.config import InputSpec
     from lean.inference import LiteRtPredictor
     from lean_export.convert import QuantizationConfig, build_serving_model, convert_model
 
@@ -53,7 +54,8 @@ def test_mse_ranges_bring_int8_closer_to_float_than_minmax(tmp_path):
     hidden = keras.layers.Dense(32, activation="tanh")(keras.layers.Reshape((250, 16))(waveform))
     pooled = keras.layers.GlobalAveragePooling1D()(keras.layers.Dense(32, activation="relu")(hidden))
     model = build_serving_model(
-        keras.Model(waveform, keras.layers.Dense(4, activation="sigmoid")(pooled)), samples)
+        keras.Model(waveform, keras.layers.Dense(4, activation="sigmoid")(pooled)),
+        InputSpec(sample_rate=samples, window_seconds=1.0))
 
     rng = np.random.default_rng(0)
     calibration = (0.05 * rng.standard_normal((128, samples))).astype(np.float32)
@@ -64,12 +66,14 @@ def test_mse_ranges_bring_int8_closer_to_float_than_minmax(tmp_path):
     reference = model.predict(held_out, batch_size=1, verbose=0)
     errors, summaries = {}, {}
     for method in ("minmax", "mse"):
-        quantization = dataclasses.replace(QuantizationConfig.create_full_integer(()), activation_ranges=method)
+        quantization = dataclasses.replace(
+            QuantizationConfig.create_full_integer(float_frontends=False), activation_ranges=method)
         model_bytes, details = convert_model(model, quantization, calibration)
         summaries[method] = details["activation_ranges"]
         path = tmp_path / f"{method}.tflite"
         path.write_bytes(model_bytes)
-        scores = LiteRtPredictor(path, labels=["a", "b", "c", "d"]).predict(held_out)
+        scores = LiteRtPredictor(path, labels=["a", "b", "c", "d"],
+                                 sample_rate=samples).predict(held_out)
         errors[method] = float(np.abs(scores - reference).mean())
     assert summaries["minmax"] == {"method": "minmax"}
     assert summaries["mse"]["method"] == "mse" and summaries["mse"]["narrowed"] >= 1

@@ -18,18 +18,19 @@ def _register_tiny_model() -> None:
     """A small family member with the real log-mel frontend: what export sees of any member."""
     import keras
 
-    from lean.features import LogMelFrontend
+    from lean.frontends import YamnetLogMel
+    from lean.models.common import waveform_input
     from lean.models.registry import model_names, register
 
     if TINY_MODEL in model_names():
         return
 
-    @register(TINY_MODEL, description="test-only: log-mel frontend, one conv, one hidden layer, logistic head")
+    @register(TINY_MODEL, description="test-only: log-mel frontend, one conv, one hidden layer, "
+              "logistic head")
     def build_tiny(config, load_pretrained=True):
-        waveform = keras.Input((config.window_samples,), batch_size=1 if config.export_ready else None,
-                               name="waveform")
+        waveform = waveform_input(config)
         # log_mel has shape [B, 96, 64].
-        log_mel = LogMelFrontend(config.frontend)(waveform)
+        log_mel = YamnetLogMel(sample_rate=config.input.sample_rate)(waveform)
         x = keras.layers.Reshape((96, 64, 1), name="tiny_patch")(log_mel)
         x = keras.layers.Conv2D(16, 5, strides=4, activation="relu", name="tiny_conv")(x)
         x = keras.layers.GlobalAveragePooling2D(name="tiny_pool")(x)
@@ -56,12 +57,12 @@ def write_run(run_dir: Path, model, config) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
     model.save(run_dir / "best.keras")
     save_json(config, run_dir / "config.json")
-    (run_dir / "labels.txt").write_text("".join(f"{label}\n" for label in _labels(config.data_dir)))
+    (run_dir / "labels.txt").write_text("".join(f"{label}\n" for label in _labels(config.data.dir)))
     return run_dir
 
 
 def _labels(data_dir) -> tuple[str, ...]:
-    from lean.data.fsd50k import load_dataset
+    from lean.data import load_dataset
 
     return load_dataset(data_dir).labels
 
@@ -71,9 +72,9 @@ def tiny_run(tmp_path_factory) -> Path:
     if "run" not in _SHARED:
         import keras
 
-        from lean.config import ModelConfig, RunConfig
+        from lean.config import DataConfig, ModelConfig, RunConfig
         from lean.data.audio import load_audio
-        from lean.data.fsd50k import load_dataset
+        from lean.data import load_dataset
         from lean.data.windows import training_windows
         from lean.models.registry import build_model
 
@@ -81,7 +82,7 @@ def tiny_run(tmp_path_factory) -> Path:
         data = demo_data(tmp_path_factory)
         dataset = load_dataset(data)
         config = RunConfig(model=ModelConfig(name=TINY_MODEL, num_classes=len(dataset.labels)),
-                           data_dir=str(data))
+                           data=DataConfig(dir=str(data), layout="fsd50k"))
         keras.utils.set_random_seed(0)
         model = build_model(config.model)
         windows, targets = [], []
@@ -97,12 +98,12 @@ def tiny_run(tmp_path_factory) -> Path:
 
 
 def int8_export(tmp_path_factory) -> tuple[Path, dict]:
-    """(model path, report) of `export_run(tiny run, --int8)`; the mAP gate is tested elsewhere."""
+    """(model path, report) of `export_run(tiny run, --int8)`; the score gate is tested elsewhere."""
     if "int8" not in _SHARED:
         from lean_export.export import export_run
 
         output = tmp_path_factory.mktemp("export_out") / "tiny_int8.tflite"
         report = export_run(tiny_run(tmp_path_factory), output, "int8", calibration_count=32,
-                            max_map_drop=1.0, progress=False)
+                            max_drop=1.0, progress=False)
         _SHARED["int8"] = (output, report)
     return _SHARED["int8"]

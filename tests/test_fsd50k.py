@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 import soundfile
 
-from lean.cli import run_cli
+from lean.command_line import run_cli
 from lean.commands import data as data_command
-from lean.data.fsd50k import MAX_LISTED_PROBLEMS, load_dataset
+from lean.data import load_dataset
+from lean.data.layouts.common import MAX_LISTED_PROBLEMS
 from lean.errors import LeanError
 
 VOCABULARY = [("0", "Bark", "/m/05tny_"), ("1", "Electric_guitar", "/m/02sgy"), ("2", "Guitar", "/m/0342h")]
@@ -78,7 +79,7 @@ def test_other_audio_extensions_are_found_when_wav_is_missing(tmp_path):
 def test_eval_csv_is_optional_but_asking_for_eval_then_fails(tmp_path):
     dataset = load_dataset(write_dataset(tmp_path, GOOD_DEV, eval_rows=None))
     assert len(dataset.clips("train")) == 2
-    with pytest.raises(LeanError, match="no eval.csv"):
+    with pytest.raises(LeanError, match="has no eval split"):
         dataset.clips("eval")
     with pytest.raises(LeanError, match="unknown split 'test'"):
         dataset.clips("test")

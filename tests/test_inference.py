@@ -1,6 +1,7 @@
 """Predictors: Keras and LiteRT behind one interface give the same scores; labels found in .tflite."""
 
 import io
+import json
 import zipfile
 from pathlib import Path
 
@@ -38,6 +39,20 @@ def append_labels_zip(flatbuffer: bytes, labels, name: str = "labels.txt") -> by
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr(name, "".join(f"{label}\n" for label in labels))
     return flatbuffer + buffer.getvalue()
+
+
+def with_metadata(flatbuffer: bytes, labels, sample_rate: int = 16000, channels: int = 1,
+                  task: str = "multilabel") -> bytes:
+    """The file lean-export writes: TFLite Model Metadata (AudioProperties, labels) and a packed
+    config.json that names the task."""
+    from lean_export.metadata import AssociatedFile, AudioClassifierInfo, add_metadata
+
+    config = json.dumps({"model": {"task": task}}).encode()
+    info = AudioClassifierInfo(name="tiny", description="a test model", version="0", author="t",
+                               license="none", sample_rate=sample_rate, channels=channels,
+                               labels=tuple(labels),
+                               associated_files=(AssociatedFile("config.json", config),))
+    return add_metadata(flatbuffer, info)
 
 
 def save_run_dir(model, run_dir: Path, labels) -> Path:
@@ -96,8 +111,12 @@ def test_keras_file_with_labels_beside_it(models):
 def test_litert_predictor_matches_keras(models, name, dynamic):
     from lean.inference import load_predictor
 
-    predictor = load_predictor(models[name], batch_size=4)
+    # A file without TFLite Model Metadata: its rate must be given (exported files carry it).
+    with pytest.raises(LeanError, match="no TFLite Model Metadata gives its sample rate"):
+        load_predictor(models[name])
+    predictor = load_predictor(models[name], batch_size=4, sample_rate=16000)
     assert predictor.kind == "tflite" and predictor.dynamic_batch is dynamic
+    assert (predictor.sample_rate, predictor.channels, predictor.task) == (16000, 1, None)
     assert predictor.labels == tuple(LABELS)  # read from the zip appended to the flatbuffer
     assert predictor.window_samples == WINDOW
     np.testing.assert_allclose(predictor.predict(models["windows"]), models["expected"], atol=1e-5)
@@ -111,18 +130,18 @@ def test_labels_file_beside_a_tflite_wins_and_missing_labels_are_an_error(models
     path = tmp_path / "bare.tflite"
     path.write_bytes(bare)
     with pytest.raises(LeanError, match="bare.tflite: no labels"):
-        load_predictor(path)
+        load_predictor(path, sample_rate=16000)
     (tmp_path / "bare.labels.txt").write_text("a\nb\nc\n")
-    assert load_predictor(path).labels == ("a", "b", "c")
+    assert load_predictor(path, sample_rate=16000).labels == ("a", "b", "c")
     (tmp_path / "bare.labels.txt").write_text("a\nb\n")
     with pytest.raises(LeanError, match="3 outputs but 2 labels"):
-        load_predictor(path)
+        load_predictor(path, sample_rate=16000)
 
 
 def test_wrong_inputs_are_one_line_errors(models, tmp_path):
     from lean.inference import load_predictor
 
-    predictor = load_predictor(models["dynamic"])
+    predictor = load_predictor(models["dynamic"], sample_rate=16000)
     with pytest.raises(LeanError, match=r"expected windows \[N, 16000\], got \[2, 8000\]"):
         predictor.predict(np.zeros((2, 8000), np.float32))
     with pytest.raises(LeanError, match="no such run directory or model file"):
@@ -132,3 +151,15 @@ def test_wrong_inputs_are_one_line_errors(models, tmp_path):
         load_predictor(tmp_path / "junk.tflite")
     with pytest.raises(LeanError, match="not a finished run directory"):
         load_predictor(tmp_path)
+
+
+def test_litert_predictor_reads_rate_channels_and_task_from_the_metadata(models, tmp_path):
+    from lean.inference import load_predictor
+
+    path = tmp_path / "described.tflite"
+    path.write_bytes(with_metadata(convert_to_tflite(models["model"]), LABELS, sample_rate=22050,
+                                   task="single_label"))
+    predictor = load_predictor(path)
+    assert (predictor.sample_rate, predictor.channels, predictor.task) == (22050, 1, "single_label")
+    assert predictor.window_samples == WINDOW and predictor.labels == tuple(LABELS)
+    np.testing.assert_allclose(predictor.predict(models["windows"]), models["expected"], atol=1e-5)

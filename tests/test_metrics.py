@@ -7,7 +7,12 @@ import math
 import numpy as np
 import pytest
 
-from lean.metrics import d_prime, multilabel_metrics, paired_bootstrap_map_difference, single_label_metrics
+from lean.metrics import (
+    d_prime,
+    multilabel_metrics,
+    paired_bootstrap_difference,
+    single_label_metrics,
+)
 
 LABELS = ["ranked", "perfect", "absent", "everywhere"]
 # Columns: "ranked" (scores .9 .8 .3 .1 for targets 1 0 1 0), "perfect" (positives on top),
@@ -60,8 +65,13 @@ def test_single_label_metrics_match_hand_computation():
     # Recall a 1/2, b 2/2, c 1/2. F1 a 2*.5*.5/1 = .5, b 2*(2/3)*1/(5/3) = .8, c 2*1*.5/1.5 = 2/3.
     assert result["macro_recall"] == pytest.approx((0.5 + 1.0 + 0.5) / 3)
     assert result["macro_f1"] == pytest.approx((0.5 + 0.8 + 2 / 3) / 3)
+    # Precision a 1/2 (a predicted for clips 0 and 5), b 2/3, c 1/1.
+    assert result["macro_precision"] == pytest.approx((0.5 + 2 / 3 + 1.0) / 3)
+    assert result["per_class"][1]["precision"] == pytest.approx(2 / 3)
+    assert result["confusion_matrix"] == [[1, 1, 0, 0], [0, 2, 0, 0], [1, 0, 1, 0], [0, 0, 0, 0]]
     assert result["classes_without_examples"] == ["d"]
-    assert result["per_class"][3] == {"label": "d", "recall": None, "f1": None, "support": 0}
+    assert result["per_class"][3] == {"label": "d", "recall": None, "precision": None, "f1": None,
+                                      "support": 0}
     one_hot = single_label_metrics(np.eye(4)[y_true], y_score, labels)
     assert one_hot["macro_f1"] == result["macro_f1"]
 
@@ -72,10 +82,11 @@ def test_paired_bootstrap_spread_of_a_map_difference():
     y_true = (rng.random((60, 6)) < 0.3).astype(int)
     scores_a = y_true * 0.6 + rng.random((60, 6))
     scores_b = scores_a + rng.normal(0, 0.2, scores_a.shape)
-    spread = paired_bootstrap_map_difference(y_true, scores_a, scores_b, rounds=200)
+    spread = paired_bootstrap_difference(y_true, scores_a, scores_b, rounds=200)
     expected = multilabel_metrics(y_true, scores_a, labels)["mAP"] - multilabel_metrics(y_true, scores_b, labels)["mAP"]
     assert spread["difference"] == pytest.approx(expected, abs=1e-12)
     assert spread["rounds"] == 200 and spread["low"] < spread["difference"] < spread["high"]
+    assert spread["metric"] == "mAP"
     # Independent check of the spread: the same resamples through multilabel_metrics.
     resampled = []
     generator = np.random.default_rng(0)
@@ -85,5 +96,27 @@ def test_paired_bootstrap_spread_of_a_map_difference():
                          - multilabel_metrics(y_true[rows], scores_b[rows], labels)["mAP"])
     assert spread["sd"] == pytest.approx(np.std(resampled), rel=1e-9)
     # A model against itself differs by exactly nothing on every resample.
-    same = paired_bootstrap_map_difference(y_true, scores_a, scores_a, rounds=20)
+    same = paired_bootstrap_difference(y_true, scores_a, scores_a, rounds=20)
     assert same["sd"] == same["low"] == same["high"] == same["difference"] == 0
+
+
+def test_paired_bootstrap_of_an_accuracy_difference():
+    rng = np.random.default_rng(2)
+    labels = [f"c{index}" for index in range(4)]
+    classes = rng.integers(0, 4, 80)
+    y_true = np.eye(4)[classes]
+    scores_a = y_true + rng.random((80, 4))
+    scores_b = y_true + 1.5 * rng.random((80, 4))
+    spread = paired_bootstrap_difference(y_true, scores_a, scores_b, task="single_label",
+                                         rounds=100)
+    accuracy = [single_label_metrics(classes, scores, labels)["accuracy"]
+                for scores in (scores_a, scores_b)]
+    assert spread["metric"] == "accuracy"
+    assert spread["difference"] == pytest.approx(accuracy[0] - accuracy[1], abs=1e-12)
+    resampled = []
+    generator = np.random.default_rng(0)
+    for _ in range(100):
+        rows = generator.integers(0, 80, 80)
+        resampled.append(np.mean(scores_a[rows].argmax(1) == classes[rows])
+                         - np.mean(scores_b[rows].argmax(1) == classes[rows]))
+    assert spread["sd"] == pytest.approx(np.std(resampled), rel=1e-9)

@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 
-from lean.config import ModelConfig
+from lean.config import InputSpec, ModelConfig
 from lean.errors import LeanError
 from lean.models import registry
 from lean.models.wave_encoder import UnrolledBiLSTM
@@ -55,7 +55,8 @@ def test_parameter_counts_match_the_paper(name):
     assert abs(model.count_params() - PAPER_PARAMS[name]) / PAPER_PARAMS[name] < 0.01
     # Frozen trunk by default: everything but YAMNet trains.
     assert _trainable(model) == model.count_params() - TRUNK_PARAMS
-    tuned = registry.build_model(ModelConfig(name=name, finetune_yamnet=True), load_pretrained=False)
+    tuned = registry.build_model(ModelConfig(name=name, trainable_backbone=True),
+                                 load_pretrained=False)
     # Fine-tuning trains the trunk except BatchNorm's moving mean and variance.
     moving_stats = sum(int(np.prod(w.shape)) for w in tuned.non_trainable_weights)
     assert _trainable(tuned) == tuned.count_params() - moving_stats
@@ -124,7 +125,13 @@ def test_models_command_json(capsys):
     rows = json.loads(capsys.readouterr().out)
     assert [row["name"] for row in rows] == list(PAPER_PARAMS)
     lean = rows[-1]
-    assert set(lean) == {"name", "params", "trainable_params", "description"}
+    assert set(lean) == {"name", "task", "input", "family_params", "params", "trainable_params",
+                         "description"}
+    assert lean["task"] == "multilabel"
+    assert lean["input"] == {"sample_rate": 16000, "channels": 1, "window_seconds": 1.0}
+    assert lean["family_params"]["lstm_units"] == 128
+    assert lean["family_params"]["frontend"]["mel_bands"] == 64
+    assert lean["family_params"]["yamnet_weights"] is None
     assert lean["params"] == 4_584_201
     assert lean["trainable_params"] == 4_584_201 - TRUNK_PARAMS
     assert main(["models", "--num-classes", "0"]) == 2
@@ -140,7 +147,8 @@ def test_float32_tflite_builtin_ops_only(name, tmp_path, waveforms):
     if name in ("joint", "joint_affinity"):
         # Same graph as lean's wave encoder with fewer unrolled steps: converting 40-step
         # BiLSTMs takes ~30 s each on 2 cores, and lean's test covers the full size.
-        config = dataclasses.replace(config, wave_frames=10)
+        config = dataclasses.replace(
+            config, params=dataclasses.replace(config.params, wave_frames=10))
     model = registry.build_model(config, load_pretrained=False)
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]  # no Flex ops
@@ -159,8 +167,53 @@ def test_float32_tflite_builtin_ops_only(name, tmp_path, waveforms):
     )
 
 
+def _lean_params(**values):
+    return registry.parse_param_overrides("lean", [f"{key}={value}" for key, value in values.items()])
+
+
 def test_inconsistent_config_is_a_clear_error():
     with pytest.raises(LeanError, match=r"projection_units \(256\) == 2 \* lstm_units \(64\)"):
-        registry.build_model(ModelConfig(name="joint_affinity", lstm_units=32), load_pretrained=False)
+        registry.build_model(ModelConfig(name="joint_affinity", params=_lean_params(lstm_units=32)),
+                             load_pretrained=False)
     with pytest.raises(LeanError, match="wave_frames=7"):
-        registry.build_model(ModelConfig(name="lean", wave_frames=7), load_pretrained=False)
+        registry.build_model(ModelConfig(name="lean", params=_lean_params(wave_frames=7)),
+                             load_pretrained=False)
+    with pytest.raises(LeanError, match="takes mono audio, not 2 channels"):
+        registry.build_model(ModelConfig(input=InputSpec(channels=2)), load_pretrained=False)
+
+
+def test_family_params_are_typed_defaulted_and_round_trip():
+    from lean.config import RunConfig, from_dict, to_dict
+    from lean.models.lean import LeanParams
+
+    config = ModelConfig(name="joint")
+    assert isinstance(config.params, LeanParams) and config.params == LeanParams()
+    assert (config.task, config.input) == ("multilabel", InputSpec(16000, 1, 1.0))
+    params = _lean_params(**{"lstm_units": 64, "frontend.mel_bands": 32, "yamnet_weights": "none"})
+    assert (params.lstm_units, params.frontend.mel_bands, params.yamnet_weights) == (64, 32, None)
+    run = RunConfig(model=ModelConfig(name="joint", params=params, task="single_label"))
+    again = from_dict(RunConfig, json.loads(json.dumps(to_dict(run))))
+    assert again == run and isinstance(again.model.params, LeanParams)
+
+
+@pytest.mark.parametrize("assignment, message", [
+    ("nope=1", r"--param nope: model 'lean' has no such parameter; valid keys: frontend\.stft_"),
+    ("lstm_units=many", r"--param lstm_units=many: not a valid int"),
+    ("lstm_units", r"--param 'lstm_units': expected KEY=VALUE"),
+    ("frontend.nope=3", r"--param frontend\.nope: model 'lean' has no such parameter"),
+])
+def test_bad_params_are_one_line_errors(assignment, message):
+    with pytest.raises(LeanError, match=message):
+        registry.parse_param_overrides("lean", [assignment])
+    with pytest.raises(LeanError, match=r"model 'lean': invalid params .*valid keys"):
+        ModelConfig(name="lean", params={"nope": 1})
+
+
+def test_single_label_task_gives_a_softmax_head(waveforms):
+    model = registry.build_model(ModelConfig(name="lean", num_classes=4, task="single_label"),
+                                 load_pretrained=False)
+    probabilities = model(waveforms).numpy()
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+    assert model.get_layer("probabilities").activation.__name__ == "softmax"
+    with pytest.raises(LeanError, match="unknown task 'regression'"):
+        ModelConfig(task="regression")

@@ -53,5 +53,5 @@ def test_cli_setup_makes_the_tensorflow_import_and_litert_quiet(tmp_path):
     assert "oneDNN custom operations are on" in unfiltered  # TensorFlow ignores the level here
     assert LITERT_BANNER not in unfiltered  # open_interpreter honours the level by itself
     assert LITERT_BANNER in _stderr_of(load, "0")
-    quiet = _stderr_of("from lean.cli import quiet_tensorflow\nquiet_tensorflow()\n" + load, "2")
+    quiet = _stderr_of("from lean.command_line import quiet_tensorflow\nquiet_tensorflow()\n" + load, "2")
     assert quiet.strip() == ""

@@ -93,7 +93,8 @@ def _read_state(run_dir: Path):
 
 def _assert_loadable(run_dir: Path, state: dict) -> None:
     """Every file the state names loads: the best model and the resume checkpoint."""
-    from lean.train import load_checkpoint, load_run
+    from lean.run import load_run
+    from lean.train import load_checkpoint
 
     checkpoint = load_checkpoint(run_dir / "checkpoints" / state["checkpoint"])
     assert int(checkpoint.optimizer.iterations.numpy()) > 0  # Adam state came back too
@@ -178,7 +179,8 @@ def test_run_directory_holds_everything(crash_resumed_run):
     run_dir = crash_resumed_run["run"]
     config = load_json(RunConfig, run_dir / "config.json")
     assert config.model.name == "lean" and config.model.num_classes == len(TONE_LABELS)
-    assert config.model.yamnet_weights is None
+    assert config.model.params.yamnet_weights is None
+    assert (config.model.task, config.data.layout) == ("multilabel", "fsd50k")
     train_config = config.train
     assert (train_config.epochs, train_config.batch_size, train_config.learning_rate) == (
         EPOCHS, 8, 1e-3)
@@ -197,7 +199,7 @@ def test_run_directory_holds_everything(crash_resumed_run):
 def test_short_training_beats_chance_on_held_out_clips(crash_resumed_run):
     from lean.config import EvalConfig
     from lean.data.audio import AudioCache
-    from lean.data.fsd50k import load_dataset
+    from lean.data import load_dataset
     from lean.evaluate import evaluate
     from lean.inference import load_predictor
 
@@ -215,25 +217,27 @@ def test_changed_settings_refuse_to_resume(tmp_path):
     import dataclasses
 
     from lean import __version__
-    from lean.config import RunConfig, TrainConfig, save_json
+    from lean.config import DataConfig, RunConfig, TrainConfig, save_json
     from lean.train import train
 
     data = make_tone_dataset(tmp_path / "data", clips_per_split=(4, 4, 4))
     run_dir = tmp_path / "run"
+    data_config = DataConfig(dir=str(data.absolute()))
     # A run started with 5 epochs, resumed with 6: its checkpoints would not mean the same thing.
-    saved = RunConfig(train=TrainConfig(epochs=5), data_dir=str(data.absolute()),
+    saved = RunConfig(train=TrainConfig(epochs=5), data=dataclasses.replace(data_config,
+                                                                           layout="fsd50k"),
                       lean_version=__version__)
     saved = dataclasses.replace(saved, model=dataclasses.replace(saved.model, num_classes=4))
     save_json(saved, run_dir / "config.json")
     with pytest.raises(LeanError, match=r"train\.epochs 5 -> 6"):
-        train(RunConfig(train=TrainConfig(epochs=6)), data, run_dir, cache_dir=tmp_path / "cache",
-              progress=False)
+        train(RunConfig(train=TrainConfig(epochs=6), data=data_config), run_dir,
+              cache_dir=tmp_path / "cache", progress=False)
 
 
 def test_atomic_keras_save_keeps_the_old_file_when_saving_fails(tmp_path):
     import keras
 
-    from lean.train import save_keras_atomic
+    from lean.run import save_keras_atomic
 
     inputs = keras.Input((4,), name="waveform")
     model = keras.Model(inputs, keras.layers.Dense(2, activation="sigmoid")(inputs))
@@ -260,19 +264,22 @@ def test_mixed_precision_training_step_and_resume_checkpoint(tmp_path):
     """What a GPU run does (here on the CPU): mixed_float16, float32 frontend and output."""
     import keras
 
-    from lean.config import ModelConfig, TrainConfig
-    from lean.models.registry import build_model
-    from lean.train import _compile, load_checkpoint, save_keras_atomic
+    from lean.config import ModelConfig, RunConfig, TrainConfig
+    from lean.models.registry import build_model, parse_param_overrides
+    from lean.run import save_keras_atomic
+    from lean.train import _compile, load_checkpoint
 
     previous = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy("mixed_float16")
     try:
-        model = build_model(ModelConfig(name="lean", num_classes=3, lstm_units=8,
-                                        projection_units=16, attention_units=8))
+        params = parse_param_overrides(
+            "lean", ["lstm_units=8", "projection_units=16", "attention_units=8"])
+        model_config = ModelConfig(name="lean", num_classes=3, params=params)
+        model = build_model(model_config)
         policies = {layer.name: layer.dtype_policy.compute_dtype for layer in model.layers}
         assert model.outputs[0].dtype == "float32" and policies["probabilities"] == "float32"
         assert policies["logits"] == "float16"  # the body does run in float16
-        _compile(model, TrainConfig(learning_rate=1e-3), 3)
+        _compile(model, RunConfig(model=model_config, train=TrainConfig(learning_rate=1e-3)))
         rng = np.random.default_rng(0)
         x = rng.uniform(-0.3, 0.3, (4, SAMPLE_RATE)).astype(np.float32)
         y = (rng.uniform(size=(4, 3)) > 0.5).astype(np.float32)
@@ -288,7 +295,7 @@ def test_mixed_precision_training_step_and_resume_checkpoint(tmp_path):
 
 def test_window_pipeline_is_every_window_once_per_epoch_in_a_resumable_order(tmp_path):
     from lean.data.audio import AudioCache
-    from lean.data.fsd50k import load_dataset
+    from lean.data import load_dataset
     from lean.data.pipeline import build_window_dataset, build_window_index
     from lean.data.windows import training_windows
 

@@ -89,6 +89,7 @@ def test_aggregation_matches_per_clip_loops_with_windows_in_any_order():
         ("mean", lambda s: s.mean(axis=0)),
         ("max", lambda s: s.max(axis=0)),
         ("mean_logits", lambda s: 1 / (1 + np.exp(-np.log(s / (1 - s)).mean(axis=0)))),
+        ("log_sum", lambda s: s.prod(axis=0) / s.prod(axis=0).sum()),
     ]:
         expected = np.stack([pool(scores[clip_of_window == clip]) for clip in range(3)])
         np.testing.assert_allclose(aggregate_clip_scores(scores, clip_of_window, method), expected, rtol=1e-12)
@@ -102,6 +103,45 @@ def test_mean_logits_differs_from_mean_and_stays_finite_at_saturation():
     assert mean_logits[0] == pytest.approx(0.9059, abs=1e-4)
     assert aggregate_clip_scores(scores, clips, "mean")[0, 0] == pytest.approx(0.7967, abs=1e-4)
     assert np.isfinite(mean_logits[1]) and 0.0 < mean_logits[1] < 1.0
+
+
+def test_log_sum_is_the_renormalised_product_of_window_posteriors():
+    scores = np.array([[0.6, 0.3, 0.1], [0.2, 0.5, 0.3], [0.25, 0.25, 0.5]])
+    # products 0.6*0.2 = 0.12, 0.3*0.5 = 0.15, 0.1*0.3 = 0.03 (sum 0.30) for clip 0
+    pooled = aggregate_clip_scores(scores, np.array([0, 0, 1]), "log_sum")
+    np.testing.assert_allclose(pooled, [[0.4, 0.5, 0.1], [0.25, 0.25, 0.5]], rtol=1e-12)
+    # The mean ties classes 0 and 1 (0.4 each); the product prefers class 1, which neither
+    # window makes unlikely.
+    np.testing.assert_allclose(aggregate_clip_scores(scores[:2], np.array([0, 0]), "mean")[0],
+                               [0.4, 0.4, 0.2])
+    # A zero is clipped to 1e-7, not -inf: it lowers a class without vetoing it outright.
+    pooled = aggregate_clip_scores(np.array([[1.0, 0.0], [0.5, 0.5]]), np.zeros(2, int), "log_sum")
+    np.testing.assert_allclose(pooled[0], [1 / (1 + 1e-7), 1e-7 / (1 + 1e-7)], rtol=1e-9)
+    # Thousands of windows underflow a plain product; the shifted softmax stays exact.
+    many = np.tile([[0.3, 0.7]], (5000, 1))
+    pooled = aggregate_clip_scores(many, np.zeros(5000, int), "log_sum")[0]
+    assert np.isfinite(pooled).all() and pooled[1] == pytest.approx(1.0) and pooled.sum() == pytest.approx(1.0)
+
+
+def test_multi_channel_windows_cut_every_channel_alike():
+    left, right = ramp(260), -ramp(260) - 1000
+    stereo = np.stack([left, right], axis=1)
+    for cut in (training_windows, eval_windows):
+        windows = cut(stereo, W)
+        assert windows.shape == (len(cut(left, W)), W, 2) and windows.flags.c_contiguous
+        np.testing.assert_array_equal(windows[..., 0], cut(left, W))
+        np.testing.assert_array_equal(windows[..., 1], cut(right, W))
+    short = training_windows(stereo[:30], W)  # repeated along time, channels kept apart
+    np.testing.assert_array_equal(short[0, :, 0], training_windows(left[:30], W)[0])
+    np.testing.assert_array_equal(short[0, :, 1], training_windows(right[:30], W)[0])
+
+
+@pytest.mark.parametrize("seconds,rate,clip_seconds,expected", [
+    (1.0, 16000, 5.0, 5), (2.0, 22050, 5.0, 3), (10.0, 16000, 5.0, 1), (30.0, 4000, 61.0, 2)])
+def test_windows_of_any_length(seconds, rate, clip_seconds, expected):
+    window_samples = int(seconds * rate)
+    audio = np.zeros(int(clip_seconds * rate), dtype=np.float32)
+    assert training_windows(audio, window_samples).shape == (expected, window_samples)
 
 
 def test_aggregation_errors():

@@ -90,7 +90,8 @@ def test_classifier_round_trip_maps_every_tensor(official):
 
 def test_family_model_loads_trunk_from_config(official):
     path, layers = official
-    model = registry.build_model(ModelConfig(name="lean", num_classes=5, yamnet_weights=str(path)))
+    params = registry.parse_param_overrides("lean", [f"yamnet_weights={path}"])
+    model = registry.build_model(ModelConfig(name="lean", num_classes=5, params=params))
     trunk = model.get_layer("yamnet_trunk")
     expected = file_tensors(layers)[:-2]  # the file's AudioSet classifier is not part of a trunk
     assert len(trunk.weights) == len(expected)
@@ -183,7 +184,7 @@ def test_saved_model_directory_with_official_variable_names(tmp_path):
 
 def test_random_trunk_embedding_neither_vanishes_nor_explodes():
     """Without official weights the frozen trunk must still pass a usable signal to the head."""
-    from lean.features import LogMelFrontend
+    from lean.frontends import YamnetLogMel
     from lean.models.yamnet import build_yamnet_trunk
 
     rng = np.random.default_rng(3)
@@ -194,7 +195,7 @@ def test_random_trunk_embedding_neither_vanishes_nor_explodes():
         0.3 * np.sign(np.sin(2 * np.pi * 3.0 * t)) * rng.standard_normal(16000),
         0.2 * np.sin(2 * np.pi * (200.0 + 3000.0 * t) * t),
     ]).astype(np.float32)
-    log_mel = LogMelFrontend(ModelConfig().frontend)(waveforms)
+    log_mel = YamnetLogMel(ModelConfig().params.frontend)(waveforms)
     embedding = np.asarray(build_yamnet_trunk()(log_mel))
     # Keras's default initialisers shrank this to ~1e-17 through the 14 layers.
     assert 1e-2 < np.abs(embedding).mean() < 1e2

@@ -6,11 +6,13 @@ Both are measured in one process on the same windows, after one untimed warm-up 
 cache is filled and the model traced first); each is timed `--repeats` times, taking turns, and
 the fastest run counts, which damps noise from other processes on shared machines.
 
-    python benchmarks/suite/eval_throughput.py [--data DIR] [--model RUN_DIR|MODEL.tflite]
-        [--split eval] [--batch-size 256] [--repeats 3] [--json OUT.json|-]
+    python benchmarks/suite/eval_throughput.py [--data DIR | --demo multi-label|single-label]
+        [--model RUN_DIR|MODEL.tflite] [--split eval] [--batch-size 256] [--repeats 3]
+        [--json OUT.json|-]
 
-Defaults: the demo dataset (`lean data demo`, seed 0) generated into a temporary folder, and a
-freshly built `lean` model with random weights (speed does not depend on the weights).
+Defaults: a demo dataset (`lean data demo`, seed 0; `--demo single-label` for the ESC-50-layout
+one) generated into a temporary folder, and a freshly built `lean` model with random weights for
+the dataset's task (speed does not depend on the weights).
 """
 
 from __future__ import annotations
@@ -24,26 +26,27 @@ from pathlib import Path
 
 import numpy as np
 
-from lean.cli import quiet_tensorflow
+from lean.command_line import quiet_tensorflow
 
 quiet_tensorflow()
 
 TARGET_RATIO = 0.8
 
 
-def _random_lean_run(run_dir: Path, labels) -> Path:
-    """A run directory as `lean train` leaves it, holding an untrained `lean` model."""
-    import dataclasses
-
-    from lean.config import ModelConfig, RunConfig, save_json
-    from lean.io import atomic_write_text
+def _random_lean_run(run_dir: Path, dataset) -> Path:
+    """A run directory as `lean train` leaves it, holding an untrained `lean` model built for the
+    dataset's task and folds."""
+    from lean.config import DataConfig, ModelConfig, RunConfig, save_json
     from lean.models.registry import build_model
-    from lean.train import save_keras_atomic
+    from lean.run import save_keras_atomic, write_labels_file
 
-    config = RunConfig(model=ModelConfig(name="lean", num_classes=len(labels)))
+    config = RunConfig(
+        model=ModelConfig(name="lean", num_classes=dataset.num_classes, task=dataset.task),
+        data=DataConfig(dir=str(dataset.root), layout=dataset.layout, fold=dataset.test_fold,
+                        val_fold=dataset.val_fold))
     save_json(config, run_dir / "config.json")
-    atomic_write_text(run_dir / "labels.txt", "".join(f"{label}\n" for label in labels))
-    save_keras_atomic(build_model(dataclasses.replace(config.model)), run_dir / "best.keras")
+    write_labels_file(run_dir / "labels.txt", dataset.labels)
+    save_keras_atomic(build_model(config.model), run_dir / "best.keras")
     return run_dir
 
 
@@ -111,14 +114,18 @@ def measure(predictor, dataset, split: str, cache, repeats: int) -> dict:
         "ratio": round(eval_rate / bare_rate, 3),
         "target_ratio": TARGET_RATIO,
         "meets_target": eval_rate / bare_rate >= TARGET_RATIO,
-        "mAP": report["mAP"],
+        "task": report["task"],
+        "score": {"metric": "mAP", "value": report["mAP"]} if report["task"] == "multilabel"
+        else {"metric": "accuracy", "value": report["accuracy"]},
         "host": report["host"],
     }
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, help="FSD50K-layout dataset (default: demo data)")
+    parser.add_argument("--data", type=Path, help="dataset of any layout (default: demo data)")
+    parser.add_argument("--demo", choices=("multi-label", "single-label"), default="multi-label",
+                        help="which demo dataset to build when --data is not given")
     parser.add_argument("--model", type=Path,
                         help="run directory, .keras or .tflite (default: an untrained `lean`)")
     parser.add_argument("--split", default="eval", choices=("eval", "val", "train"))
@@ -128,8 +135,9 @@ def main(argv=None) -> int:
     parser.add_argument("--json", type=Path, help="write the result as JSON ('-': stdout)")
     args = parser.parse_args(argv)
 
+    from lean.data import load_dataset
     from lean.data.audio import AudioCache
-    from lean.data.fsd50k import load_dataset
+    from lean.evaluate import dataset_for
     from lean.inference import load_predictor
     from lean.io import atomic_write_text
 
@@ -138,14 +146,16 @@ def main(argv=None) -> int:
         data_dir = args.data
         if data_dir is None:
             from lean.data.demo import build_demo_dataset
+            from lean.data.demo_single_label import build_single_label_demo
 
             data_dir = scratch / "demo"
-            build_demo_dataset(data_dir, seed=0, progress=False)
-        dataset = load_dataset(data_dir)
-        model_path = args.model or _random_lean_run(scratch / "run", dataset.labels)
+            build = build_single_label_demo if args.demo == "single-label" else build_demo_dataset
+            build(data_dir, seed=0, progress=False)
+        model_path = args.model or _random_lean_run(scratch / "run", load_dataset(data_dir))
         predictor = load_predictor(model_path, batch_size=args.batch_size,
                                    num_threads=args.threads)
-        result = measure(predictor, dataset, args.split, AudioCache(scratch / "cache"),
+        cache = AudioCache(scratch / "cache", predictor.sample_rate, predictor.channels)
+        result = measure(predictor, dataset_for(predictor, data_dir), args.split, cache,
                          args.repeats)
 
     text = json.dumps(result, indent=2) + "\n"
@@ -155,7 +165,7 @@ def main(argv=None) -> int:
         if args.json is not None:
             atomic_write_text(args.json, text)
         print(f"{result['num_windows']} windows of {result['num_clips']} clips, "
-              f"{result['model_kind']} model, batch {result['batch_size']}, "
+              f"{result['model_kind']} {result['task']} model, batch {result['batch_size']}, "
               f"on {result['host']['cpu']}")
         print(f"lean eval path : {result['eval_windows_per_second']:8.1f} windows/s")
         print(f"bare model     : {result['bare_windows_per_second']:8.1f} windows/s "

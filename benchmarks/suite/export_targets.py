@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lean.cli import quiet_tensorflow
+from lean.command_line import quiet_tensorflow
 
 quiet_tensorflow()
 
@@ -54,21 +54,21 @@ def _member_exports(lean_run: Path, data_dir, out: Path) -> dict[str, Path]:
     import dataclasses
 
     from lean.config import RunConfig, load_json
+    from lean.data import load_dataset
     from lean.data.audio import AudioCache
-    from lean.data.fsd50k import load_dataset
     from lean.data.pipeline import default_cache_dir
     from lean.models.registry import build_model
     from lean_export.convert import QuantizationConfig, build_serving_model, convert_model
     from lean_export.export import calibration_windows
 
     config = load_json(RunConfig, lean_run / "config.json")
-    dataset = load_dataset(data_dir or config.data_dir)
+    dataset = load_dataset(data_dir or config.data.dir)
     windows = calibration_windows(dataset, config.model.window_samples, 100,
-                                  AudioCache(default_cache_dir(), config.model.frontend.sample_rate))
+                                  AudioCache(default_cache_dir(), config.model.input.sample_rate))
     paths = {}
     for name in BREAKDOWN_MEMBERS:
         member = dataclasses.replace(config.model, name=name, export_ready=True)
-        serving = build_serving_model(build_model(member, load_pretrained=False), member.window_samples)
+        serving = build_serving_model(build_model(member, load_pretrained=False), member.input)
         model_bytes, _ = convert_model(serving, QuantizationConfig.create_full_integer(), windows)
         paths[f"{name} int8 (as built)"] = out / f"member_{name}_int8.tflite"
         paths[f"{name} int8 (as built)"].write_bytes(model_bytes)
@@ -100,24 +100,24 @@ def main(argv=None) -> int:
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     args = parser.parse_args(argv)
 
-    from lean.evaluate import host_description
+    from lean.host import host_description
     from lean_bench.report import host_place
     from lean_export.export import export_run
 
     args.out.mkdir(parents=True, exist_ok=True)
     lean_path, yamnet_path = args.out / "lean_int8.tflite", args.out / "yamnet_float32.tflite"
     # The gate of export_run is opened wide here: this script judges the drop against its target.
-    lean_report = export_run(args.lean_run, lean_path, "int8", data_dir=args.data, max_map_drop=1.0,
+    lean_report = export_run(args.lean_run, lean_path, "int8", data_dir=args.data, max_drop=1.0,
                              latency_runs=args.runs)
     yamnet_report = export_run(args.yamnet_run, yamnet_path, "float32", data_dir=args.data,
-                               max_map_drop=1.0, latency_runs=args.runs)
+                               max_drop=1.0, latency_runs=args.runs)
     models = {"lean int8": lean_path, "yamnet float32": yamnet_path}
     if args.breakdown:
         models.update(_member_exports(args.lean_run, args.data, args.out))
     latency = _interleaved_latency(models, args.rounds, args.runs)
 
     size = lean_report["file_size_bytes"]
-    val = lean_report["map"]["val"]
+    val = lean_report["quality"]["val"]
     ratio = latency["lean int8"]["median_of_rounds_ms"] / latency["yamnet float32"]["median_of_rounds_ms"]
     targets = {
         "size": {"value_bytes": size, "value_mb": size / 1e6, "value_mib": size / 2**20,

@@ -1,8 +1,10 @@
-"""Measures exact formulations of YAMNet's log-mel frontend as float32 TFLite, side by side.
+"""Measures exact formulations of the frontends as float32 TFLite, side by side.
 
-Each candidate maps a [1, 16000] waveform to the [1, 96, 64] log-mel patch. For each: whether it
-converts with TFLite builtin ops only, its op count, its max abs difference from
-`lean.features.LogMelFrontend`, and its median LiteRT latency (XNNPACK, 1 thread).
+YAMNet's log-mel: each candidate maps a [1, 16000] waveform to the [1, 96, 64] log-mel patch.
+`lean.frontends.Spectrogram`: its two formulations (dft_matmul, rfft) for each named config
+(Kaldi fbank on 1 s at 16 kHz; log-mel and log-Gammatone on 2 s at 22.05 kHz). For each:
+whether it converts with TFLite builtin ops only, its op count, its file size, its max abs
+difference from the Keras layer, and its median LiteRT latency (XNNPACK, 1 thread).
 
     python benchmarks/suite/frontend_formulations.py [--runs 300] [--json out.json]
 """
@@ -10,6 +12,7 @@ converts with TFLite builtin ops only, its op count, its max abs difference from
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import tempfile
@@ -18,7 +21,7 @@ from collections import Counter
 
 import numpy as np
 
-from lean.cli import quiet_tensorflow
+from lean.command_line import quiet_tensorflow
 
 quiet_tensorflow()
 
@@ -27,11 +30,12 @@ def _candidates(config):
     """name -> (description, function of a [1, 16000] tensor returning [1, 96, 64])."""
     import tensorflow as tf
 
-    from lean.features import (
+    from lean.frontends import (
         _log_mel_from_frames, _patch_frames, frontend_matrices, mel_weight_matrix,
     )
 
-    window, hop, fft = config.window_samples, config.hop_samples, config.fft_length
+    framing = config.framing(16000)
+    window, hop, fft = framing.window, framing.hop, framing.fft_length
     frames_needed = (config.patch_frames - 1) * hop + window
     full_mel = tf.constant(mel_weight_matrix(config).astype(np.float32))
     hann = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(window) / window)
@@ -66,7 +70,8 @@ def _candidates(config):
 
     def folded_used_bins_frame_op(waveform):
         # The shipped matrices ([400, 470], bins 5..239), frames by tf.signal.frame.
-        return _log_mel_from_frames(tf.signal.frame(waveform[:, :frames_needed], window, hop), config)
+        return _log_mel_from_frames(tf.signal.frame(waveform[:, :frames_needed], window, hop),
+                                    config, 16000)
 
     def folded_used_bins_conv(waveform):
         # Framing and DFT as one strided 1-D convolution (kernel 400, stride 160, 470 filters).
@@ -81,11 +86,11 @@ def _candidates(config):
         # GATHER); as fast, but it kept the wave encoder's input projection float in int8 LEAN.
         blocks = tf.reshape(waveform[:, : 98 * hop], [-1, 98, hop])
         pieces = [blocks[:, 0:96], blocks[:, 1:97], blocks[:, 2:98, : window - 2 * hop]]
-        return _log_mel_from_frames(tf.concat(pieces, axis=-1), config)
+        return _log_mel_from_frames(tf.concat(pieces, axis=-1), config, 16000)
 
     def shipped(waveform):
-        # lean.features.LogMelFrontend as it is.
-        return _log_mel_from_frames(_patch_frames(waveform, config), config)
+        # lean.frontends.YamnetLogMel as it is.
+        return _log_mel_from_frames(_patch_frames(waveform, config, 16000), config, 16000)
 
     return {
         "stft_rfft": ("tf.signal.stft + abs (RFFT2D, COMPLEX_ABS)", stft_rfft),
@@ -94,28 +99,55 @@ def _candidates(config):
         "folded_used_bins_frame_op": ("folded [400,470], bins 5..239, tf.signal.frame, 18.0M MACs", folded_used_bins_frame_op),
         "folded_used_bins_conv": ("folded [400,470] as strided CONV_2D", folded_used_bins_conv),
         "folded_used_bins_static_slices": ("folded [400,470], frames from static slices", folded_used_bins_static_slices),
-        "shipped": ("lean.features.LogMelFrontend", shipped),
+        "shipped": ("lean.frontends.YamnetLogMel", shipped),
     }
 
 
-def _convert(function):
+def _convert(function, samples: int = 16000):
     import tensorflow as tf
 
-    concrete = tf.function(function).get_concrete_function(tf.TensorSpec([1, 16000], tf.float32))
+    concrete = tf.function(function).get_concrete_function(tf.TensorSpec([1, samples], tf.float32))
     converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], function)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     return converter.convert()
 
 
-def measure(runs: int) -> list[dict]:
-    from lean.config import FrontendConfig
-    from lean.features import LogMelFrontend
+def _measure_one(flatbuffer: bytes, waveform: np.ndarray, expected: np.ndarray, runs: int) -> dict:
+    """Runs one converted candidate: its latency, op counts, size and difference."""
     from lean.inference import open_interpreter
 
-    config = FrontendConfig()
+    with tempfile.NamedTemporaryFile(suffix=".tflite") as handle:
+        handle.write(flatbuffer)
+        handle.flush()
+        interpreter = open_interpreter(handle.name, 1)
+    input_index = interpreter.get_input_details()[0]["index"]
+    output_index = interpreter.get_output_details()[0]["index"]
+    interpreter.set_tensor(input_index, waveform)
+    interpreter.invoke()
+    output = interpreter.get_tensor(output_index)
+    for _ in range(20):
+        interpreter.invoke()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        interpreter.invoke()
+        times.append(time.perf_counter() - start)
+    ops = Counter(op["op_name"] for op in interpreter._get_ops_details())
+    return dict(
+        median_ms=round(1000 * float(np.median(times)), 3),
+        max_abs_diff=float(np.abs(output.reshape(expected.shape) - expected).max()),
+        ops=dict(ops),
+        size_bytes=len(flatbuffer),
+    )
+
+
+def measure_yamnet(runs: int) -> list[dict]:
+    from lean.frontends import YamnetLogMel, YamnetLogMelConfig
+
+    config = YamnetLogMelConfig()
     rng = np.random.default_rng(0)
     waveform = (0.1 * rng.standard_normal((1, 16000))).astype(np.float32)
-    expected = LogMelFrontend(config)(waveform).numpy()
+    expected = YamnetLogMel(config)(waveform).numpy()
     rows = []
     for name, (description, function) in _candidates(config).items():
         row = {"name": name, "description": description}
@@ -125,30 +157,31 @@ def measure(runs: int) -> list[dict]:
             row["error"] = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
             rows.append(row)
             continue
-        with tempfile.NamedTemporaryFile(suffix=".tflite") as handle:
-            handle.write(flatbuffer)
-            handle.flush()
-            interpreter = open_interpreter(handle.name, 1)
-        input_index = interpreter.get_input_details()[0]["index"]
-        output_index = interpreter.get_output_details()[0]["index"]
-        interpreter.set_tensor(input_index, waveform)
-        interpreter.invoke()
-        output = interpreter.get_tensor(output_index)
-        for _ in range(20):
-            interpreter.invoke()
-        times = []
-        for _ in range(runs):
-            start = time.perf_counter()
-            interpreter.invoke()
-            times.append(time.perf_counter() - start)
-        ops = Counter(op["op_name"] for op in interpreter._get_ops_details())
-        row.update(
-            median_ms=round(1000 * float(np.median(times)), 3),
-            max_abs_diff=float(np.abs(output.reshape(expected.shape) - expected).max()),
-            ops=dict(ops),
-            size_bytes=len(flatbuffer),
-        )
+        row.update(_measure_one(flatbuffer, waveform, expected, runs))
         rows.append(row)
+    return rows
+
+
+def measure_spectrograms(runs: int) -> list[dict]:
+    from lean.frontends import Spectrogram, SpectrogramConfig
+
+    configs = {
+        "kaldi_fbank": (SpectrogramConfig.kaldi_fbank(), 16000, 16000),
+        "log_mel": (SpectrogramConfig.log_mel(), 22050, 44100),
+        "log_gammatone": (SpectrogramConfig.log_gammatone(), 22050, 44100),
+    }
+    rng = np.random.default_rng(0)
+    rows = []
+    for config_name, (base, rate, samples) in configs.items():
+        waveform = (0.1 * rng.standard_normal((1, samples))).astype(np.float32)
+        for formulation in ("dft_matmul", "rfft"):
+            layer = Spectrogram(dataclasses.replace(base, formulation=formulation), rate)
+            expected = layer(waveform).numpy()
+            row = {"name": f"{config_name}/{formulation}",
+                   "description": f"Spectrogram {config_name}, {samples} samples at {rate} Hz "
+                                  f"-> {list(expected.shape)}"}
+            row.update(_measure_one(_convert(layer, samples), waveform, expected, runs))
+            rows.append(row)
     return rows
 
 
@@ -157,7 +190,7 @@ def main(argv=None) -> int:
     parser.add_argument("--runs", type=int, default=300, help="timed invocations per candidate")
     parser.add_argument("--json", help="also write the rows as JSON to this file")
     args = parser.parse_args(argv)
-    rows = measure(args.runs)
+    rows = measure_yamnet(args.runs) + measure_spectrograms(args.runs)
     for row in rows:
         if "error" in row:
             print(f"{row['name']:<31} FAILED {row['error']}")

@@ -9,28 +9,46 @@ from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from lean.data.layouts import LAYOUT_NAMES
+
     parser = subparsers.add_parser(
         "data",
-        help="build the demo dataset or check a dataset in the FSD50K layout",
-        description="Datasets in the FSD50K layout: ground_truth/{dev,eval,vocabulary}.csv "
-        "(or FSD50K.ground_truth/), audio in dev_audio/ and eval_audio/.",
+        help="build a demo dataset or check a dataset (FSD50K, ESC-50, UrbanSound8K, DCASE, CSV, "
+        "class folders)",
+        description="Datasets in any supported layout, detected from the files present: FSD50K "
+        "(ground_truth/), ESC-50 (meta/esc50.csv), UrbanSound8K (metadata/UrbanSound8K.csv), "
+        "DCASE acoustic scenes (meta.csv + evaluation_setup/), a clips.csv, or one folder per "
+        "class. README.md, 'Data: layouts', shows each folder tree.",
     )
     actions = parser.add_subparsers(dest="data_command", metavar="ACTION", required=True)
 
     demo = actions.add_parser(
         "demo",
-        help="write a small multi-label demo dataset (offline, deterministic)",
-        description="Writes a small multi-label dataset in the FSD50K layout: 13 classes, 1-4 s "
-        "16-bit WAV clips, about 30 % of them with two classes mixed, split into train/val "
-        "(dev.csv) and eval (eval.csv). Five classes use real recordings from the Debian package "
-        "sound-theme-freedesktop when it is installed, the rest (or all) are synthesized. "
-        "The same seed gives byte-identical files on machines with the same packages. "
-        "OUT_DIR/README.md names the sources and their licences.",
+        help="write a small demo dataset (offline, deterministic), multi- or single-label",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="""Writes a small demo dataset, offline and deterministically.
+
+--task multi-label (default): the FSD50K layout, 13 classes, 1-4 s 16-bit WAV clips,
+  about 30 % of them with two classes mixed, split into train/val (dev.csv) and eval
+  (eval.csv).
+--task single-label: the ESC-50 layout, 10 classes of 5 s 44.1 kHz clips in 5 folds
+  (meta/esc50.csv, audio/); each clip is its class sound over noise, some with a quieter
+  background sound or a quieter sound of another class.
+
+Five classes use real recordings from the Debian package sound-theme-freedesktop when
+it is installed, the rest (or all) are synthesized. The same seed gives byte-identical
+files on machines with the same packages. OUT_DIR/README.md names the sources and their
+licences.""",
     )
     demo.add_argument("out_dir", metavar="OUT_DIR", help="destination folder (created)")
+    demo.add_argument("--task", type=_demo_task, default="multilabel",
+                      metavar="{multi-label,single-label}",
+                      help="multi-label (FSD50K layout, the default) or single-label (ESC-50 "
+                      "layout)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     demo.add_argument("--clips-per-class", type=int, default=None, metavar="N",
-                      help="clips whose first label is each class (default 28: 364 clips)")
+                      help="multi-label: clips whose first label is each class (default 28: 364 "
+                      "clips); single-label: clips of each class (default 20: 200 clips)")
     demo.add_argument("--force", action="store_true",
                       help="replace a demo dataset built with other arguments")
     demo.add_argument("--json", action="store_true", help="print the manifest as JSON on stdout")
@@ -39,20 +57,40 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     check = actions.add_parser(
         "check",
         help="validate a dataset and print a summary",
-        description="Reads ground truth and vocabulary, checks every row (labels in the "
-        "vocabulary, audio file present, unique fnames, split train|val) and prints clip counts "
-        "per split and per class. Exit status 1 when problems were found.",
+        description="Detects the layout (or takes --layout), checks every row (class known and "
+        "consistent, audio file present, no duplicate file, a valid split or fold, the right "
+        "number of columns) and prints the layout, the task, how the splits were made, and clip "
+        "counts per split, per fold and per class. For a folds layout the splits follow "
+        "--fold/--val-fold as in lean train. Exit status 1 when problems were found.",
     )
     check.add_argument("data_dir", metavar="DIR", help="dataset folder")
+    check.add_argument("--layout", choices=LAYOUT_NAMES, default=None,
+                       help="read DIR in this layout instead of detecting it")
+    check.add_argument("--fold", type=int, default=None, metavar="K",
+                       help="folds layouts: the fold held out as eval (default the first); "
+                       "dcase: the evaluation-setup fold")
+    check.add_argument("--val-fold", type=int, default=None, metavar="J",
+                       help="folds layouts: the fold used as val (default the one after --fold)")
     check.add_argument("--decode", action="store_true",
                        help="also decode every audio file and report unreadable ones and durations")
     check.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
     check.set_defaults(func=run_check)
 
 
+def _demo_task(text: str) -> str:
+    """multi-label / single-label (or the task names multilabel / single_label)."""
+    names = {"multi-label": "multilabel", "multilabel": "multilabel",
+             "single-label": "single_label", "single_label": "single_label"}
+    if text not in names:
+        raise argparse.ArgumentTypeError(f"expected multi-label or single-label, not '{text}'")
+    return names[text]
+
+
 def run_demo(args: argparse.Namespace) -> int:
     from lean.data import demo
 
+    if args.task == "single_label":
+        return _run_single_label_demo(args)
     clips_per_class = demo.DEFAULT_CLIPS_PER_CLASS if args.clips_per_class is None else args.clips_per_class
     manifest = demo.build_demo_dataset(args.out_dir, seed=args.seed, clips_per_class=clips_per_class,
                                        force=args.force)
@@ -63,52 +101,95 @@ def run_demo(args: argparse.Namespace) -> int:
     print(f"demo dataset in {args.out_dir}: {manifest['num_clips']} clips, {manifest['num_classes']} "
           f"classes (train {counts['train']}, val {counts['val']}, eval {counts['eval']}; "
           f"{manifest['multi_label_clips']} with two classes)")
-    recorded = manifest["arguments"]["recorded_classes"]
+    _print_sources(manifest["arguments"]["recorded_classes"])
+    return 0
+
+
+def _run_single_label_demo(args: argparse.Namespace) -> int:
+    from lean.data import demo_single_label
+
+    clips_per_class = (demo_single_label.DEFAULT_CLIPS_PER_CLASS if args.clips_per_class is None
+                       else args.clips_per_class)
+    manifest = demo_single_label.build_single_label_demo(
+        args.out_dir, seed=args.seed, clips_per_class=clips_per_class, force=args.force)
+    if args.json:
+        print(json.dumps(manifest, indent=2, sort_keys=True))
+        return 0
+    print(f"single-label demo dataset in {args.out_dir} (ESC-50 layout): {manifest['num_clips']} "
+          f"clips of {manifest['clip_seconds']:g} s, {manifest['num_classes']} classes, "
+          f"{len(manifest['clips_per_fold'])} folds of "
+          f"{min(manifest['clips_per_fold'].values())} clips or more")
+    _print_sources(manifest["arguments"]["recorded_classes"])
+    return 0
+
+
+def _print_sources(recorded: list[str]) -> None:
+    from lean.data import demo
+
     if recorded:
         print(f"real recordings ({demo.SOUND_THEME_PACKAGE}) for: {', '.join(recorded)}")
     else:
         print(f"note: {demo.SOUND_THEME_PACKAGE} is not installed, every class is synthesized "
               f"(apt-get install {demo.SOUND_THEME_PACKAGE} for real recordings)", file=sys.stderr)
-    return 0
 
 
-def summarize(data_dir: str | Path, decode: bool = False) -> dict:
-    """The `lean data check` summary: counts per split and class, problems, optional decoding."""
-    from lean.data.fsd50k import SPLITS, scan_dataset
+def summarize(data_dir: str | Path, layout: str | None = None, fold: int | None = None,
+              val_fold: int | None = None, decode: bool = False) -> dict:
+    """The `lean data check` summary: layout, task, splits, counts per split, fold and class,
+    problems, optional decoding."""
+    from lean.data.dataset import SPLITS
+    from lean.data.layouts import scan_dataset
+    from lean.tasks import MULTILABEL
 
-    scan = scan_dataset(data_dir)
+    scan = scan_dataset(data_dir, layout=layout, fold=fold, val_fold=val_fold)
     splits = [split for split in SPLITS if split != "eval" or scan.has_eval]
+    clips = [clip for split in splits for clip in scan.clips_by_split[split]]
+    clip_folds = sorted({clip.fold for clip in clips if clip.fold is not None})
     class_counts = {label: {split: 0 for split in splits} for label in scan.labels}
-    summary = {
-        "root": str(scan.root),
-        "num_classes": len(scan.labels),
-        "clips": {split: len(scan.clips_by_split[split]) for split in splits},
-        "multi_label_clips": {
-            split: sum(1 for clip in scan.clips_by_split[split] if len(clip.label_indices) > 1)
-            for split in splits
-        },
-        "classes": [],
-        "problems": list(scan.problems),
-    }
+    fold_counts = {label: {str(f): 0 for f in clip_folds} for label in scan.labels}
     for split in splits:
         for clip in scan.clips_by_split[split]:
             for index in clip.label_indices:
                 class_counts[scan.labels[index]][split] += 1
-    summary["classes"] = [{"label": label, **counts} for label, counts in class_counts.items()]
+                if clip.fold is not None:
+                    fold_counts[scan.labels[index]][str(clip.fold)] += 1
+    summary = {
+        "root": str(scan.root),
+        "layout": scan.layout,
+        "task": scan.task,
+        "num_classes": len(scan.labels),
+        "split_rule": scan.split_rule,
+        "folds": list(scan.folds),
+        "test_fold": scan.test_fold,
+        "val_fold": scan.val_fold,
+        "clips": {split: len(scan.clips_by_split[split]) for split in splits},
+    }
+    if scan.task == MULTILABEL:
+        summary["multi_label_clips"] = {
+            split: sum(1 for clip in scan.clips_by_split[split] if len(clip.label_indices) > 1)
+            for split in splits
+        }
+    if clip_folds:
+        summary["clips_per_fold"] = {str(f): sum(1 for clip in clips if clip.fold == f)
+                                     for f in clip_folds}
+    summary["classes"] = [
+        {"label": label, **counts, **({"folds": fold_counts[label]} if clip_folds else {})}
+        for label, counts in class_counts.items()
+    ]
     summary["classes_without_train_clips"] = [
         label for label, counts in class_counts.items() if counts["train"] == 0
     ]
+    summary["problems"] = list(scan.problems)
     if decode:
-        summary.update(_decode_all(scan, splits))
+        summary.update(_decode_all(clips))
     return summary
 
 
-def _decode_all(scan, splits) -> dict:
+def _decode_all(clips) -> dict:
     from tqdm import tqdm
 
     from lean.data.audio import BadAudioError, load_audio
 
-    clips = [clip for split in splits for clip in scan.clips_by_split[split]]
     seconds = []
     bad = []
     for clip in tqdm(clips, desc="decoding", unit="file"):
@@ -125,7 +206,8 @@ def _decode_all(scan, splits) -> dict:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    summary = summarize(args.data_dir, decode=args.decode)
+    summary = summarize(args.data_dir, layout=args.layout, fold=args.fold, val_fold=args.val_fold,
+                        decode=args.decode)
     failed = bool(summary["problems"] or summary.get("bad_audio"))
     print(json.dumps(summary, indent=2) if args.json else _format_summary(summary))
     return 1 if failed else 0
@@ -133,15 +215,23 @@ def run_check(args: argparse.Namespace) -> int:
 
 def _format_summary(summary: dict) -> str:
     splits = list(summary["clips"])
-    lines = [f"dataset {summary['root']}: {summary['num_classes']} classes"]
+    folds = list(summary.get("clips_per_fold", {}))
+    lines = [f"dataset {summary['root']}: {summary['layout']} layout, {summary['task']}, "
+             f"{summary['num_classes']} classes",
+             f"  splits: {summary['split_rule']}"]
     for split in splits:
-        lines.append(f"  {split:5s} {summary['clips'][split]:7d} clips "
-                     f"({summary['multi_label_clips'][split]} multi-label)")
+        multi = summary.get("multi_label_clips")
+        note = f" ({multi[split]} multi-label)" if multi else ""
+        lines.append(f"  {split:5s} {summary['clips'][split]:7d} clips{note}")
+    if folds:
+        lines.append("  folds " + ", ".join(f"{f}: {n}" for f, n in summary["clips_per_fold"].items()))
     width = max([len(entry["label"]) for entry in summary["classes"]] + [5])
+    columns = [f"{split:>7s}" for split in splits] + [f"{'fold' + f:>7s}" for f in folds]
     lines.append("")
-    lines.append(f"  {'class':{width}s} " + " ".join(f"{split:>7s}" for split in splits))
+    lines.append(f"  {'class':{width}s} " + " ".join(columns))
     for entry in summary["classes"]:
-        lines.append(f"  {entry['label']:{width}s} " + " ".join(f"{entry[split]:7d}" for split in splits))
+        counts = [entry[split] for split in splits] + [entry["folds"][f] for f in folds]
+        lines.append(f"  {entry['label']:{width}s} " + " ".join(f"{n:7d}" for n in counts))
     if summary["classes_without_train_clips"]:
         lines.append(f"classes without train clips: {', '.join(summary['classes_without_train_clips'])}")
     if "total_seconds" in summary:

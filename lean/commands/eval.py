@@ -1,4 +1,5 @@
-"""`lean eval`: clip-level mAP, mAUC and d' of a run directory or a .tflite on a dataset split."""
+"""`lean eval`: clip-level metrics of a run directory or a .tflite on a dataset split (mAP, mAUC
+and d' for tagging; accuracy, macro F1 and the confusion matrix for single-label models)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,10 @@ import json
 import sys
 from pathlib import Path
 
+from lean.command_line import add_data_arguments
 from lean.config import EvalConfig
+from lean.data.windows import AGGREGATIONS
+from lean.tasks import TASKS
 
 
 def register(subparsers) -> None:
@@ -16,23 +20,34 @@ def register(subparsers) -> None:
         "eval",
         help="evaluate a run directory, .keras or .tflite model on a dataset split",
         description=(
-            "Cut every clip of the split into 1 s windows with 50 %% overlap (short clips "
-            "repeated to 1 s), predict them in batches, pool window scores per clip and report "
-            "per-class AP and ROC-AUC, mAP, mAUC and d'. Keras models and .tflite files (LiteRT) "
-            "go through the same code."
+            "Cut every clip of the split into windows of the model's input length with 50 %% "
+            "overlap (short clips repeated to one window), decoded to the model's sample rate "
+            "and channels, predict them in batches, pool window scores per clip and report the "
+            "task's metrics: per-class AP and ROC-AUC, mAP, mAUC and d' for a multilabel "
+            "model; accuracy, macro recall, precision and F1, per-class values and the "
+            "confusion matrix (rows true class, columns predicted), per clip and per window "
+            "(segments), for a single_label one. Keras models and .tflite files (LiteRT) go "
+            "through the same code."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("model", type=Path, metavar="RUN_DIR_OR_MODEL",
                         help="run directory, .keras file or .tflite file")
-    parser.add_argument("--data", required=True, type=Path, help="dataset folder (FSD50K layout)")
-    parser.add_argument("--split", choices=("eval", "val"), default="eval")
+    parser.add_argument("--data", required=True, type=Path, help="dataset folder (any layout)")
+    add_data_arguments(parser)
+    parser.add_argument("--split", choices=("eval", "val"), default="eval",
+                        help="which split (folds layouts: the folds --fold/--val-fold name, by "
+                        "default those the run was trained with)")
+    parser.add_argument("--task", choices=tuple(TASKS), default=None,
+                        help="the model's task, for a .tflite whose metadata does not say it")
     parser.add_argument("--json", type=Path, default=None, metavar="OUT.json",
                         help="write the full result as JSON ('-' for stdout)")
     parser.add_argument("--plots", type=Path, default=None, metavar="DIR",
-                        help="write pr_curves.png and per_class_ap.png there")
-    parser.add_argument("--aggregation", choices=("mean", "max", "mean_logits"),
-                        default=defaults.aggregation, help="how window scores become a clip score")
+                        help="write the plots there: pr_curves.png and per_class_ap.png "
+                        "(multilabel), confusion_matrix.png (single_label)")
+    parser.add_argument("--aggregation", choices=AGGREGATIONS, default=defaults.aggregation,
+                        help="how window scores become a clip score (log_sum: the sum of "
+                        "log-probabilities, scene classification's multiplicative fusion)")
     parser.add_argument("--batch-size", type=int, default=256,
                         help="windows per forward pass (Keras, or a .tflite with a dynamic batch)")
     parser.add_argument("--threads", type=int, default=None,
@@ -51,17 +66,32 @@ def format_summary(report: dict) -> str:
     def number(value, digits=4):
         return "n/a" if value is None else f"{value:.{digits}f}"
 
+    folds = (f", test fold {report['test_fold']}, val fold {report['val_fold']}"
+             if report.get("test_fold") is not None else "")
     lines = [
-        f"model   {report['model']} ({report['model_kind']})",
-        f"data    {report['data']} [{report['split']}]: {report['num_clips']} clips, "
+        f"model   {report['model']} ({report['model_kind']}, {report['task']})",
+        f"data    {report['data']} [{report['split']}{folds}]: {report['num_clips']} clips, "
         f"{report['num_windows']} windows, {report['num_skipped']} skipped",
-        f"mAP     {number(report['mAP'])}   mAUC {number(report['mAUC'])}   "
-        f"d' {number(report['d_prime'], 3)}   ({report['num_classes_ap']} of "
-        f"{report['num_classes']} classes scored, aggregation {report['aggregation']})",
-        f"speed   {report['windows_per_second']} windows/s on {report['host']['cpu']}",
     ]
-    if report["classes_without_positives"]:
-        lines.append(f"no positives: {', '.join(report['classes_without_positives'])}")
+    if report["task"] == "multilabel":
+        lines.append(
+            f"mAP     {number(report['mAP'])}   mAUC {number(report['mAUC'])}   "
+            f"d' {number(report['d_prime'], 3)}   ({report['num_classes_ap']} of "
+            f"{report['num_classes']} classes scored, aggregation {report['aggregation']})")
+    else:
+        segments = report["segments"]
+        lines += [
+            f"clips   accuracy {number(report['accuracy'])}   macro recall "
+            f"{number(report['macro_recall'])}   macro F1 {number(report['macro_f1'])}   "
+            f"macro precision {number(report['macro_precision'])}   (aggregation "
+            f"{report['aggregation']})",
+            f"windows accuracy {number(segments['accuracy'])}   macro recall "
+            f"{number(segments['macro_recall'])}   macro F1 {number(segments['macro_f1'])}",
+        ]
+    lines.append(f"speed   {report['windows_per_second']} windows/s on {report['host']['cpu']}")
+    missing = report.get("classes_without_positives") or report.get("classes_without_examples")
+    if missing:
+        lines.append(f"no examples of: {', '.join(missing)}")
     for path in report.get("plots", []):
         lines.append(f"plot    {path}")
     return "\n".join(lines)
@@ -69,19 +99,20 @@ def format_summary(report: dict) -> str:
 
 def run(args) -> int:
     from lean.data.audio import AudioCache
-    from lean.data.fsd50k import load_dataset
     from lean.data.pipeline import default_cache_dir
-    from lean.evaluate import evaluate
+    from lean.errors import LeanError
+    from lean.evaluate import dataset_for, evaluate
     from lean.inference import load_predictor
     from lean.io import atomic_write_text
 
     if args.batch_size <= 0:
-        from lean.errors import LeanError
-
         raise LeanError(f"--batch-size must be positive, not {args.batch_size}")
-    dataset = load_dataset(args.data)
-    predictor = load_predictor(args.model, batch_size=args.batch_size, num_threads=args.threads)
-    cache = AudioCache(args.cache_dir or default_cache_dir(), predictor.sample_rate)
+    predictor = load_predictor(args.model, batch_size=args.batch_size, num_threads=args.threads,
+                               task=args.task)
+    # The folds the run held out, unless --layout / --fold say otherwise.
+    dataset = dataset_for(predictor, args.data, args.layout, args.fold, args.val_fold)
+    cache = AudioCache(args.cache_dir or default_cache_dir(), predictor.sample_rate,
+                       channels=predictor.channels)
     report = evaluate(predictor, dataset, args.split, EvalConfig(aggregation=args.aggregation),
                       cache=cache, on_bad_audio=args.on_bad_audio, plots_dir=args.plots,
                       progress=not args.no_progress)

@@ -1,4 +1,4 @@
-"""`lean models`: the registered model family with parameter counts and descriptions."""
+"""`lean models`: the registered model family: task, input, family parameters, parameter counts."""
 
 from __future__ import annotations
 
@@ -9,28 +9,33 @@ import json
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "models",
-        help="list the model family with parameter counts",
-        description="List the registered models (LEAN family, arXiv 2305.12712) with their total "
-        "and trainable parameter counts for a given number of classes. The YAMNet trunk is "
-        "frozen (as in the paper), so it counts as non-trainable.",
+        help="list the model family with inputs, parameters and parameter counts",
+        description="List the registered models with each one's default task and input (sample "
+        "rate, channels, window), its family parameters (set them with `lean train --param "
+        "KEY=VALUE`) and its total and trainable parameter counts for a given number of classes. "
+        "Pretrained backbones (LEAN's YAMNet trunk) are frozen by default, as in the paper, so "
+        "they count as non-trainable.",
     )
     parser.add_argument(
         "--num-classes", type=int, default=200, metavar="N",
         help="output classes of every model (default: 200, FSD50K's vocabulary)",
     )
     parser.add_argument(
-        "--finetune-yamnet", action="store_true",
-        help="count the YAMNet trunk as trainable (fine-tuning)",
+        "--trainable-backbone", "--finetune-yamnet", dest="trainable_backbone",
+        action="store_true", help="count pretrained backbones as trainable (fine-tuning)",
     )
     parser.add_argument(
         "--json", action="store_true",
-        help="print a JSON list of {name, params, trainable_params, description}",
+        help="print a JSON list of {name, task, input, family_params, params, trainable_params, "
+        "description}",
     )
     parser.set_defaults(func=run)
 
 
-def model_table(num_classes: int, finetune_yamnet: bool = False) -> list[dict]:
-    """One row per registered model: name, params, trainable_params, description."""
+def model_table(num_classes: int, trainable_backbone: bool = False) -> list[dict]:
+    """One row per registered model: name, task, input, family_params, params, trainable_params,
+    description."""
+    import dataclasses
     import logging
 
     from lean.config import ModelConfig
@@ -40,12 +45,16 @@ def model_table(num_classes: int, finetune_yamnet: bool = False) -> list[dict]:
     logging.getLogger("lean.models.yamnet").setLevel(logging.ERROR)
     rows = []
     for name in registry.model_names():
-        config = ModelConfig(name=name, num_classes=num_classes, finetune_yamnet=finetune_yamnet)
+        config = ModelConfig(name=name, num_classes=num_classes,
+                             trainable_backbone=trainable_backbone)
         model = registry.build_model(config, load_pretrained=False)
         trainable = sum(int(_size(weight)) for weight in model.trainable_weights)
         rows.append(
             {
                 "name": name,
+                "task": config.task,
+                "input": dataclasses.asdict(config.input),
+                "family_params": dataclasses.asdict(config.params),
                 "params": int(model.count_params()),
                 "trainable_params": trainable,
                 "description": registry.describe(name),
@@ -61,20 +70,28 @@ def _size(weight) -> int:
     return size
 
 
+def _input_text(spec: dict) -> str:
+    channels = "mono" if spec["channels"] == 1 else f"{spec['channels']} ch"
+    return f"{spec['window_seconds']:g} s {spec['sample_rate'] / 1000:g} kHz {channels}"
+
+
 def run(args: argparse.Namespace) -> int:
     from lean.errors import LeanError
 
     if args.num_classes < 1:
         raise LeanError(f"--num-classes must be at least 1, got {args.num_classes}")
-    rows = model_table(args.num_classes, args.finetune_yamnet)
+    rows = model_table(args.num_classes, args.trainable_backbone)
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
     width = max(len(row["name"]) for row in rows)
-    print(f"{'model':<{width}}  {'params':>10}  {'trainable':>10}  description")
-    for row in rows:
+    inputs = [_input_text(row["input"]) for row in rows]
+    input_width = max(len(text) for text in inputs)
+    print(f"{'model':<{width}}  {'task':<12}  {'input':<{input_width}}  {'params':>10}  "
+          f"{'trainable':>10}  description")
+    for row, input_text in zip(rows, inputs):
         print(
-            f"{row['name']:<{width}}  {row['params']:>10,}  {row['trainable_params']:>10,}  "
-            f"{row['description']}"
+            f"{row['name']:<{width}}  {row['task']:<12}  {input_text:<{input_width}}  "
+            f"{row['params']:>10,}  {row['trainable_params']:>10,}  {row['description']}"
         )
     return 0

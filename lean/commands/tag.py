@@ -1,4 +1,4 @@
-"""`lean tag`: top-k labels of audio files (per clip or per 1 s window) with a run or a .tflite."""
+"""`lean tag`: top-k labels of audio files (per clip or per window) with a run or a .tflite."""
 
 from __future__ import annotations
 
@@ -7,16 +7,20 @@ import json
 import sys
 from pathlib import Path
 
+from lean.data.windows import AGGREGATIONS
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "tag",
         help="top-k labels of audio files with a run directory or .tflite model",
         description=(
-            "Decode each file (any rate, mono or multi-channel), cut it into 1 s windows with "
-            "50 %% overlap as `lean eval` does, and print the top-k labels of the clip (window "
-            "scores averaged) or, with --windows, of every window with its start time. A file "
-            "that cannot be decoded gets a one-line error; the others are still tagged."
+            "Decode each file (any rate and channel count) to the model's input (its sample "
+            "rate and channels, from the run's config or the .tflite's metadata), cut it into "
+            "windows of the model's length with 50 %% overlap as `lean eval` does, and print the "
+            "top-k labels of the clip (window scores pooled) or, with --windows, of every "
+            "window with its start time. A file that cannot be decoded gets a one-line error; "
+            "the others are still tagged."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -25,8 +29,8 @@ def register(subparsers) -> None:
     parser.add_argument("audio", type=Path, nargs="+", metavar="AUDIO", help="audio files")
     parser.add_argument("--top-k", type=int, default=5, help="labels per clip or window")
     parser.add_argument("--windows", action="store_true",
-                        help="report every 1 s window (with its start time) instead of the clip")
-    parser.add_argument("--aggregation", choices=("mean", "max", "mean_logits"), default="mean",
+                        help="report every window (with its start time) instead of the clip")
+    parser.add_argument("--aggregation", choices=AGGREGATIONS, default="mean",
                         help="how window scores become the clip score")
     parser.add_argument("--json", action="store_true", help="JSON on stdout")
     parser.set_defaults(func=run)
@@ -40,7 +44,8 @@ def tag_files(predictor, paths: list[Path], top_k: int, per_window: bool,
     from lean.data.windows import aggregate_clip_scores
     from lean.evaluate import score_windows
 
-    decoded = decode_ahead(paths, lambda path: load_audio(path, predictor.sample_rate))
+    decoded = decode_ahead(paths, lambda path: load_audio(path, predictor.sample_rate,
+                                                          channels=predictor.channels))
     scored = score_windows(predictor, decoded, hop_fraction=0.5, total=len(paths),
                            desc="tagging", progress=len(paths) > 1)
     labels = predictor.labels

@@ -1,4 +1,5 @@
-"""Audio decoding to 16 kHz float32 mono, with checks for broken files and an on-disk cache."""
+"""Audio decoding to the rate and channels a model takes (float32), with checks for broken files
+and an on-disk cache."""
 
 from __future__ import annotations
 
@@ -27,32 +28,50 @@ class BadAudioError(LeanError):
     """An audio file that cannot be used: missing, empty, truncated, not audio, NaN/Inf."""
 
 
-def load_audio(path: str | Path, sample_rate: int = DEFAULT_SAMPLE_RATE) -> np.ndarray:
-    """Decodes an audio file to float32 mono at `sample_rate`.
+def load_audio(path: str | Path, sample_rate: int = DEFAULT_SAMPLE_RATE,
+               channels: int = 1) -> np.ndarray:
+    """Decodes an audio file to float32 at `sample_rate` with `channels` channels.
 
     Args:
         path: a WAV, FLAC, OGG or MP3 file at any sample rate, integer or float samples, any
-            number of channels (averaged to mono).
+            number of channels.
         sample_rate: the output rate; other rates are resampled with soxr (HQ).
+        channels: 1: the file's channels are averaged to mono. More: a mono file's channel is
+            repeated on every output channel, a file with exactly `channels` channels is kept
+            as it is, and any other channel count is a BadAudioError (no guessing which
+            channels a model expects).
 
     Returns:
-        float32 array [samples], roughly in [-1, 1].
+        float32 array [samples] for mono, [samples, channels] otherwise, roughly in [-1, 1].
 
     Raises:
         BadAudioError: one line naming the file and what is wrong with it.
     """
+    if channels < 1:
+        raise LeanError(f"channels must be at least 1, got {channels}")
     path = Path(path)
     samples, source_rate = _decode(path)
     if samples.shape[0] == 0:
         raise BadAudioError(f"{path}: no audio samples")
     if not np.isfinite(samples).all():
         raise BadAudioError(f"{path}: contains NaN or Inf samples")
-    mono = samples.mean(axis=1, dtype=np.float32) if samples.shape[1] > 1 else samples[:, 0]
+    source_channels = samples.shape[1]
+    if channels == 1:
+        audio = samples.mean(axis=1, dtype=np.float32) if source_channels > 1 else samples[:, 0]
+    elif source_channels == channels:
+        audio = samples
+    elif source_channels == 1:
+        audio = samples[:, 0]  # resampled once, then repeated on every channel
+    else:
+        raise BadAudioError(f"{path}: has {source_channels} channels; the model takes "
+                            f"{channels} (or a mono file)")
     if source_rate != sample_rate:
         import soxr  # imported here: only needed when rates differ
 
-        mono = soxr.resample(mono, source_rate, sample_rate, quality=RESAMPLE_QUALITY)
-    return np.ascontiguousarray(mono, dtype=np.float32)
+        audio = soxr.resample(audio, source_rate, sample_rate, quality=RESAMPLE_QUALITY)
+    if channels > 1 and audio.ndim == 1:
+        audio = np.repeat(audio[:, None], channels, axis=1)
+    return np.ascontiguousarray(audio, dtype=np.float32)
 
 
 def _decode(path: Path) -> tuple[np.ndarray, int]:
@@ -167,7 +186,8 @@ def _open_cached(npy: Path) -> np.ndarray:
 
 
 class AudioCache:
-    """Decodes each file once to 16 kHz float32 `.npy` files that later reads memory-map.
+    """Decodes each file once, at the cache's rate and channels, to float32 `.npy` files that
+    later reads memory-map.
 
     An entry is named by a hash of the source's absolute path plus its size and mtime_ns, so an
     edited source file misses the cache and is decoded again (its stale entry is removed). Files
@@ -176,12 +196,15 @@ class AudioCache:
     (tf.data workers, a second process) see a whole entry or none.
     """
 
-    def __init__(self, cache_dir: str | Path, sample_rate: int = DEFAULT_SAMPLE_RATE):
+    def __init__(self, cache_dir: str | Path, sample_rate: int = DEFAULT_SAMPLE_RATE,
+                 channels: int = 1):
         self.cache_dir = Path(cache_dir)
         self.sample_rate = sample_rate
+        self.channels = channels
 
     def load(self, path: str | Path) -> np.ndarray:
-        """The decoded audio, float32 [samples], memory-mapped read-only from the cache."""
+        """The decoded audio as `load_audio` returns it ([samples] mono, else [samples,
+        channels]), memory-mapped read-only from the cache."""
         path = Path(path).absolute()
         try:
             stat = path.stat()
@@ -196,7 +219,7 @@ class AudioCache:
             raise BadAudioError(bad.read_text(encoding="utf-8").strip())
         self._remove_stale(stem, keep=(npy.name, bad.name))
         try:
-            audio = load_audio(path, self.sample_rate)
+            audio = load_audio(path, self.sample_rate, self.channels)
         except BadAudioError as error:
             atomic_write_text(bad, f"{error}\n")
             raise
@@ -219,7 +242,10 @@ class AudioCache:
         return failures
 
     def _stem(self, path: Path) -> Path:
-        key = hashlib.sha1(f"{path}\0{self.sample_rate}".encode("utf-8")).hexdigest()
+        key = f"{path}\0{self.sample_rate}"
+        if self.channels != 1:  # mono keeps the key it always had, so old caches stay valid
+            key += f"\0{self.channels}ch"
+        key = hashlib.sha1(key.encode("utf-8")).hexdigest()
         return self.cache_dir / key[:2] / key
 
     @staticmethod

@@ -35,7 +35,8 @@ class Dataset:
 
     `task` is what the layout implies (FSD50K: multilabel; the single-label layouts:
     single_label). For a folds layout, `test_fold` and `val_fold` record which folds became
-    eval and val.
+    eval and val (for dcase, `test_fold` is the evaluation-setup fold); `split_rule` says in
+    words how the splits were made.
     """
 
     root: Path
@@ -48,6 +49,7 @@ class Dataset:
     folds: tuple[int, ...] = ()
     test_fold: Optional[int] = None
     val_fold: Optional[int] = None
+    split_rule: str = ""
 
     @property
     def num_classes(self) -> int:
@@ -57,7 +59,7 @@ class Dataset:
         if split not in SPLITS:
             raise LeanError(f"unknown split '{split}': expected one of {', '.join(SPLITS)}")
         if split == "eval" and not self.has_eval:
-            raise LeanError(f"{self.root}: this dataset has no eval split")
+            raise LeanError(f"{self.root}: this dataset has no eval split ({self.split_rule})")
         return list(self.clips_by_split[split])
 
     def label_matrix(self, clips: Iterable[Clip]) -> np.ndarray:
@@ -71,8 +73,9 @@ class Dataset:
 
     def describe_split(self) -> dict:
         """How the splits were chosen, for run files and reports."""
-        return {"layout": self.layout, "task": self.task, "test_fold": self.test_fold,
-                "val_fold": self.val_fold}
+        return {"layout": self.layout, "task": self.task, "folds": list(self.folds),
+                "test_fold": self.test_fold, "val_fold": self.val_fold,
+                "split_rule": self.split_rule}
 
 
 __all__ = ["Clip", "Dataset", "SPLITS"]

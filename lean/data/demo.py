@@ -54,7 +54,7 @@ def _bandpass(signal: np.ndarray, low_hz: float, high_hz: float, order: int = 4)
     return sosfilt(sos, signal)
 
 
-def _pink_noise(rng: np.random.Generator, n: int) -> np.ndarray:
+def pink_noise(rng: np.random.Generator, n: int) -> np.ndarray:
     """1/f noise by shaping white noise in the frequency domain (background for every clip)."""
     spectrum = np.fft.rfft(rng.standard_normal(n))
     frequencies = np.fft.rfftfreq(n, 1 / SAMPLE_RATE)
@@ -242,7 +242,7 @@ RECORDING_CREDITS = {
 }
 
 
-def _load_recordings(sound_dir: Optional[Path]) -> dict[str, list[np.ndarray]]:
+def load_recordings(sound_dir: Optional[Path]) -> dict[str, list[np.ndarray]]:
     """label -> recordings at 16 kHz mono (silence trimmed), for the classes whose files exist."""
     from lean.data.audio import load_audio
 
@@ -272,7 +272,7 @@ def _from_recordings(rng: np.random.Generator, n: int, recordings: list[np.ndarr
     return _place_events(rng, n, event, (0.02, 0.25))
 
 
-def _event(rng, n, demo_class: DemoClass, recordings: dict) -> np.ndarray:
+def class_sound(rng, n, demo_class: DemoClass, recordings: dict) -> np.ndarray:
     """One class's sound over n samples, normalized to unit RMS over its active part."""
     if demo_class.label in recordings:
         sound = _from_recordings(rng, n, recordings[demo_class.label])
@@ -293,9 +293,9 @@ def _render_clip(rng, label_indices, recordings) -> np.ndarray:
         # A second class starts somewhere in the first half and is up to 6 dB quieter.
         start = 0 if rank == 0 else int(rng.uniform(0, 0.5) * n)
         gain_db = rng.uniform(-3, 3) - (rng.uniform(0, 6) if rank else 0)
-        mix[start:] += 10 ** (gain_db / 20) * _event(rng, n - start, DEMO_CLASSES[index], recordings)
+        mix[start:] += 10 ** (gain_db / 20) * class_sound(rng, n - start, DEMO_CLASSES[index], recordings)
     snr_db = rng.uniform(6, 24)
-    mix += _pink_noise(rng, n) * 10 ** (-snr_db / 20)
+    mix += pink_noise(rng, n) * 10 ** (-snr_db / 20)
     peak_db = rng.uniform(-18, -1)  # overall level varies from clip to clip
     return mix / (np.abs(mix).max() + 1e-12) * 10 ** (peak_db / 20)
 
@@ -349,27 +349,13 @@ def build_demo_dataset(
         raise LeanError(f"--clips-per-class must be at least 5, got {clips_per_class}")
     out_dir = Path(out_dir)
     sound_dir = sound_dir if sound_dir is not None and Path(sound_dir).is_dir() else None
-    recordings = _load_recordings(sound_dir)
+    recordings = load_recordings(sound_dir)
     arguments = {"seed": seed, "clips_per_class": clips_per_class, "generator_version": GENERATOR_VERSION,
                  "recorded_classes": sorted(recordings)}
-    manifest_path = out_dir / MANIFEST_NAME
-    if out_dir.exists() and not out_dir.is_dir():
-        raise LeanError(f"{out_dir}: exists and is not a folder")
-    if manifest_path.is_file():
-        existing = json.loads(manifest_path.read_text())
-        if existing.get("arguments") == arguments and not force:
-            return existing
-        if not force:
-            raise LeanError(f"{out_dir}: holds a demo dataset built with other arguments; add --force to replace it")
-    elif out_dir.is_dir() and not {entry.name for entry in out_dir.iterdir()} <= set(DEMO_ENTRIES):
-        raise LeanError(f"{out_dir}: folder is not empty and holds no demo dataset; choose another folder")
-    # Remove an older or interrupted build (it never got its manifest, which is written last).
-    for name in DEMO_ENTRIES:
-        target = out_dir / name
-        if target.is_dir():
-            shutil.rmtree(target)
-        elif target.exists():
-            target.unlink()
+    existing = prepare_demo_folder(out_dir, arguments, force, DEMO_ENTRIES,
+                                   lambda folder: _names(folder) <= set(DEMO_ENTRIES))
+    if existing is not None:
+        return existing
 
     plan = _plan_clips(np.random.default_rng([seed, 0]), clips_per_class)
     rows = {"dev": [], "eval": []}
@@ -393,10 +379,10 @@ def build_demo_dataset(
         rows[part].append(row + ([clip["split"]] if part == "dev" else []))
 
     truth = out_dir / "ground_truth"
-    _write_csv(truth / "vocabulary.csv", None,
+    write_csv(truth / "vocabulary.csv", None,
                [[i, c.label, _mid(c.label)] for i, c in enumerate(DEMO_CLASSES)])
-    _write_csv(truth / "dev.csv", ["fname", "labels", "mids", "split"], rows["dev"])
-    _write_csv(truth / "eval.csv", ["fname", "labels", "mids"], rows["eval"])
+    write_csv(truth / "dev.csv", ["fname", "labels", "mids", "split"], rows["dev"])
+    write_csv(truth / "eval.csv", ["fname", "labels", "mids"], rows["eval"])
     counts = {split: sum(1 for clip in plan if clip["split"] == split) for split in ("train", "val", "eval")}
     manifest = {
         "arguments": arguments,
@@ -407,8 +393,69 @@ def build_demo_dataset(
         "sound_theme_dir": str(sound_dir) if sound_dir else None,
     }
     atomic_write_text(out_dir / "README.md", _readme(manifest, recordings))
-    atomic_write_text(manifest_path, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    atomic_write_text(out_dir / MANIFEST_NAME, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return manifest
+
+
+def prepare_demo_folder(out_dir: Path, arguments: dict, force: bool, entries: tuple[str, ...],
+                        is_partial_build: Callable[[Path], bool]) -> Optional[dict]:
+    """The manifest of a demo already built in `out_dir` with `arguments` (reuse it), or None
+    once `out_dir` is ready for a build.
+
+    Args:
+        out_dir: the demo's folder: absent, empty, a finished demo (its manifest, written last,
+            is there), or an interrupted build of this kind.
+        arguments: what this build is made from; a finished demo with other arguments is only
+            replaced with `force`.
+        force: replace a finished demo of either kind.
+        entries: the names this kind of build writes (removed before building).
+        is_partial_build: tells whether a non-empty folder without a manifest is an
+            interrupted build of this kind (cleared) or someone's files (an error).
+    """
+    manifest_path = out_dir / MANIFEST_NAME
+    if out_dir.exists() and not out_dir.is_dir():
+        raise LeanError(f"{out_dir}: exists and is not a folder")
+    remove = set(entries)
+    if manifest_path.is_file():
+        existing = json.loads(manifest_path.read_text())
+        if existing.get("arguments") == arguments and not force:
+            return existing
+        if not force:
+            raise LeanError(f"{out_dir}: holds a demo dataset built with other arguments; add --force to replace it")
+        remove |= set(existing.get("entries", DEMO_ENTRIES))
+    elif out_dir.is_dir():
+        if _names(out_dir) and not is_partial_build(out_dir):
+            raise LeanError(f"{out_dir}: folder is not empty and holds no demo dataset; choose another folder")
+    # Remove an older or interrupted build (it never got its manifest, which is written last).
+    for name in sorted(remove):
+        target = out_dir / name
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
+    return None
+
+
+def recording_sources(recorded: list[str], sound_theme_dir: Optional[str],
+                      when_missing: str) -> list[str]:
+    """README lines naming the classes made from the sound theme's recordings and their
+    licences, or (none recorded) saying that the theme was missing and `when_missing`."""
+    if not recorded:
+        return ["", f"`{SOUND_THEME_PACKAGE}` was not installed, so {when_missing} (`apt-get "
+                f"install {SOUND_THEME_PACKAGE}` and rebuild with --force for real recordings)."]
+    lines = [
+        "",
+        f"From real recordings: {', '.join(recorded)}. They come from the Debian package "
+        f"`{SOUND_THEME_PACKAGE}` (files in {sound_theme_dir}), resampled, "
+        "pitch/time-shifted, repeated and mixed. Their licences (from the package's "
+        "debian/copyright) carry over to the clips made from them:",
+        "",
+    ]
+    return lines + [f"- {files}: {credit}" for files, credit in RECORDING_CREDITS.items()]
+
+
+def _names(folder: Path) -> set[str]:
+    return {entry.name for entry in folder.iterdir()}
 
 
 def _mid(label: str) -> str:
@@ -416,7 +463,7 @@ def _mid(label: str) -> str:
     return f"/demo/{label.lower()}"
 
 
-def _write_csv(path: Path, header: Optional[list[str]], rows: list[list]) -> None:
+def write_csv(path: Path, header: Optional[list[str]], rows: list[list]) -> None:
     buffer = io.StringIO()
     writer = csv.writer(buffer, quoting=csv.QUOTE_MINIMAL, lineterminator="\n")
     if header:
@@ -445,23 +492,8 @@ def _readme(manifest: dict, recordings: dict) -> str:
         "",
         f"Synthesized (deterministic numpy, no third-party material): {', '.join(synthesized)}.",
     ]
-    if recorded:
-        lines += [
-            "",
-            f"From real recordings: {', '.join(recorded)}. They come from the Debian package "
-            f"`{SOUND_THEME_PACKAGE}` (files in {manifest['sound_theme_dir']}), resampled, "
-            "pitch/time-shifted, repeated and mixed. Their licences (from the package's "
-            "debian/copyright) carry over to the clips made from them:",
-            "",
-        ]
-        lines += [f"- {files}: {credit}" for files, credit in RECORDING_CREDITS.items()]
-    else:
-        lines += [
-            "",
-            f"`{SOUND_THEME_PACKAGE}` was not installed, so Speech, Camera_shutter, Alarm_clock, "
-            f"Bell and Telephone were synthesized too (`apt-get install {SOUND_THEME_PACKAGE}` "
-            "and rebuild with --force for real recordings).",
-        ]
+    lines += recording_sources(recorded, manifest["sound_theme_dir"], "Speech, Camera_shutter, "
+                               "Alarm_clock, Bell and Telephone were synthesized too")
     return "\n".join(lines) + "\n"
 
 

@@ -1,4 +1,5 @@
-"""tf.data pipelines of 1 s training windows with their clip's multi-hot labels, from the cache."""
+"""tf.data pipelines of training windows of the model's shape with their clip's targets (the
+dataset's label matrix: multi-hot, or one-hot for single-label), read from the audio cache."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from typing import Callable, Iterable, Iterator, Optional, Sequence
 import numpy as np
 
 from lean.data.audio import AudioCache
-from lean.data.fsd50k import Clip, Dataset
+from lean.data.dataset import Clip, Dataset
 from lean.data.windows import training_windows
 from lean.errors import LeanError
 
@@ -27,7 +28,7 @@ MAPPED_CLIPS = 4096
 
 
 def default_cache_dir() -> Path:
-    """Where decoded 16 kHz audio is cached: $LEAN_CACHE_DIR, else the user's cache folder."""
+    """Where decoded audio is cached: $LEAN_CACHE_DIR, else the user's cache folder."""
     if os.environ.get("LEAN_CACHE_DIR"):
         return Path(os.environ["LEAN_CACHE_DIR"])
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
@@ -36,7 +37,7 @@ def default_cache_dir() -> Path:
 
 @dataclass
 class WindowIndex:
-    """Every 1 s training window of a split: which clip it comes from and its position there."""
+    """Every training window of a split: which clip it comes from and its position there."""
 
     clips: list[Clip]
     clip_of_window: np.ndarray  # int64 [num_windows], index into `clips`
@@ -79,8 +80,10 @@ def build_window_index(clips: Sequence[Clip], cache: AudioCache, window_samples:
 
     Args:
         clips: the clips of one split.
-        cache: the decoded-audio cache the pipeline will read from.
-        window_samples: samples per window (16000 for 1 s at 16 kHz).
+        cache: the decoded-audio cache the pipeline will read from, at the model's sample rate
+            and channels (`AudioCache(dir, input.sample_rate, input.channels)`).
+        window_samples: samples per channel in one window (the model's
+            `input.window_samples`: 16000 for 1 s at 16 kHz, 44100 for 2 s at 22.05 kHz).
         on_bad_audio: "skip" (listed in `.skipped`) or "fail" (raise the file's error).
 
     Returns:
@@ -126,6 +129,10 @@ class WindowReader:
                  label_matrix: np.ndarray):
         self.index = index
         self.window_samples = window_samples
+        # One window's shape, as the model's InputSpec.shape: [window_samples] mono,
+        # [window_samples, channels] otherwise.
+        channels = cache.channels
+        self.window_shape = (window_samples,) if channels == 1 else (window_samples, channels)
         self.label_matrix = label_matrix
         # Memory maps of recently used clips: a clip's windows come back every epoch, and opening
         # the cache file per window would cost more than slicing it. Bounded: the kernel limits
@@ -134,7 +141,7 @@ class WindowReader:
             lambda clip_id: cache.load(index.clips[clip_id].path))
 
     def read(self, window_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        windows = np.empty((len(window_ids), self.window_samples), dtype=np.float32)
+        windows = np.empty((len(window_ids), *self.window_shape), dtype=np.float32)
         for row, window_id in enumerate(window_ids):
             audio = self._audio_of_clip(int(self.index.clip_of_window[window_id]))
             windows[row] = self._window(audio, int(self.index.window_in_clip[window_id]))
@@ -152,13 +159,16 @@ def build_window_dataset(index: WindowIndex, dataset: Dataset, cache: AudioCache
                          window_samples: int, batch_size: int, shuffle_seed: Optional[int] = None,
                          epochs: Optional[tuple[int, int]] = None,
                          max_windows_per_epoch: Optional[int] = None):
-    """A batched, prefetching tf.data pipeline of (windows [B, W], multi-hot labels [B, C]).
+    """A batched, prefetching tf.data pipeline of (windows, targets [B, C]).
+
+    Windows are [B, window_samples] for a mono cache, [B, window_samples, channels] otherwise;
+    targets are the dataset's label matrix rows (multi-hot, or one-hot for single-label).
 
     Args:
         index: the split's windows (from `build_window_index`).
-        dataset: gives the multi-hot label matrix.
-        cache: decoded audio, memory-mapped by the readers.
-        window_samples: samples per window.
+        dataset: gives the label matrix.
+        cache: decoded audio at the model's rate and channels, memory-mapped by the readers.
+        window_samples: samples per channel in one window.
         batch_size: windows per batch; each epoch ends with its own (possibly partial) batch.
         shuffle_seed: None: windows in order, one pass (validation). Else the windows of epoch
             e are a permutation drawn from (seed, e) alone, so a resumed run sees exactly the
@@ -181,7 +191,7 @@ def build_window_dataset(index: WindowIndex, dataset: Dataset, cache: AudioCache
         windows, labels = tf.numpy_function(
             reader.read, [window_ids], (tf.float32, tf.float32), stateful=False
         )
-        windows.set_shape([None, window_samples])
+        windows.set_shape([None, *reader.window_shape])
         labels.set_shape([None, num_classes])
         return windows, labels
 

@@ -1,23 +1,28 @@
-"""Cutting clips into fixed 1 s windows and pooling window scores back into clip scores."""
+"""Cutting clips into windows of a model's length and pooling window scores into clip scores.
+
+Audio is [samples] (mono) or [samples, channels]; windows are [N, window_samples] or
+[N, window_samples, channels], whatever the window length (1 s, 2 s, 10 s, 30 s).
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
-AGGREGATIONS = ("mean", "max", "mean_logits")
+AGGREGATIONS = ("mean", "max", "mean_logits", "log_sum")
 # Probabilities are clipped to [eps, 1 - eps] before the logit so a saturated 0 or 1 stays finite.
 LOGIT_EPSILON = 1e-7
 
 
 def repeat_to_length(audio: np.ndarray, length: int) -> np.ndarray:
-    """Tiles a clip shorter than `length` until it fills it (the paper repeats short clips)."""
+    """Tiles a clip shorter than `length` samples along time until it fills it (the paper
+    repeats short clips); every channel is tiled alike."""
     audio = np.asarray(audio, dtype=np.float32)
     if audio.shape[0] == 0:
         raise ValueError("cannot window an empty clip")
     if audio.shape[0] >= length:
         return audio
     repeats = -(-length // audio.shape[0])  # ceil division
-    return np.tile(audio, repeats)[:length]
+    return np.tile(audio, (repeats,) + (1,) * (audio.ndim - 1))[:length]
 
 
 def training_window_starts(num_samples: int, window_samples: int) -> np.ndarray:
@@ -30,7 +35,7 @@ def training_window_starts(num_samples: int, window_samples: int) -> np.ndarray:
 
 
 def training_windows(audio: np.ndarray, window_samples: int) -> np.ndarray:
-    """Non-overlapping windows float32 [N, window_samples] covering the clip.
+    """Non-overlapping windows float32 [N, window_samples(, channels)] covering the clip.
 
     A clip shorter than one window is repeated to fill it. A trailing remainder of at least half
     a window adds one more window, the clip's last full `window_samples` (it overlaps the window
@@ -42,7 +47,10 @@ def training_windows(audio: np.ndarray, window_samples: int) -> np.ndarray:
 
 
 def _windows_at(audio: np.ndarray, starts: np.ndarray, window_samples: int) -> np.ndarray:
-    all_windows = np.lib.stride_tricks.sliding_window_view(audio, window_samples)
+    # all_windows has shape [samples - window_samples + 1, (channels,) window_samples].
+    all_windows = np.lib.stride_tricks.sliding_window_view(audio, window_samples, axis=0)
+    if audio.ndim == 2:
+        all_windows = all_windows.transpose(0, 2, 1)  # -> [..., window_samples, channels]
     return np.ascontiguousarray(all_windows[starts])
 
 
@@ -70,7 +78,8 @@ def eval_window_starts(num_samples: int, window_samples: int, hop_fraction: floa
 
 
 def eval_windows(audio: np.ndarray, window_samples: int, hop_fraction: float = 0.5) -> np.ndarray:
-    """Overlapping windows float32 [N, window_samples] covering the whole clip (see eval_window_starts)."""
+    """Overlapping windows float32 [N, window_samples(, channels)] covering the whole clip (see
+    eval_window_starts)."""
     audio = repeat_to_length(audio, window_samples)
     starts = eval_window_starts(audio.shape[0], window_samples, hop_fraction)
     return _windows_at(audio, starts, window_samples)
@@ -88,7 +97,13 @@ def aggregate_clip_scores(
         window_scores: probabilities of each window, [N, C].
         clip_of_window: int [N], the clip index (0..num_clips-1) each window belongs to; windows
             may come in any order.
-        method: "mean" (the paper), "max", or "mean_logits" (mean of logit(p), then sigmoid).
+        method: "mean" (the paper), "max", "mean_logits" (mean of logit(p), then sigmoid), or
+            "log_sum" for softmax outputs: the sum of log p over the clip's windows, normalised
+            back to a distribution over classes (softmax of the sum), i.e. the product of the
+            window posteriors renormalised. Its argmax is the "probabilistic multiplicative
+            fusion, followed by likelihood maximization" over 2 s segments of Phan et al.'s
+            Att-CRNN (spatio-temporal attention pooling, LITIS Rouen); clipping p at
+            LOGIT_EPSILON keeps one window's zero from vetoing a class outright.
         num_clips: number of clips; defaults to max(clip_of_window) + 1. Every clip needs at
             least one window.
 
@@ -117,6 +132,12 @@ def aggregate_clip_scores(
         return np.maximum.reduceat(sorted_scores, group_starts, axis=0)
     if method == "mean":
         return np.add.reduceat(sorted_scores, group_starts, axis=0) / counts[:, None]
+    if method == "log_sum":
+        log_sum = np.add.reduceat(np.log(np.clip(sorted_scores, LOGIT_EPSILON, 1.0)),
+                                  group_starts, axis=0)
+        # log_sum has shape [num_clips, C]; shifting by the row maximum keeps exp() finite.
+        shifted = np.exp(log_sum - log_sum.max(axis=1, keepdims=True))
+        return shifted / shifted.sum(axis=1, keepdims=True)
     clipped = np.clip(sorted_scores, LOGIT_EPSILON, 1.0 - LOGIT_EPSILON)
     logits = np.log(clipped) - np.log1p(-clipped)
     mean_logits = np.add.reduceat(logits, group_starts, axis=0) / counts[:, None]

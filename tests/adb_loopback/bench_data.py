@@ -41,17 +41,29 @@ for path, hidden in zip(sys.argv[2::2], sys.argv[3::2]):
 
 
 def build_tiny_models(paths_and_widths: dict, num_classes: int = len(LABELS)) -> list[Path]:
-    """Float32 waveform [1, 16000] -> probabilities [1, C] .tflite files (path -> hidden width),
-    each with MODEL.labels.txt beside it; converted in one subprocess, so TensorFlow stays out
-    of the test process and is imported once."""
+    """Float32 waveform [1, 16000] -> probabilities [1, C] .tflite files (path -> hidden width)
+    with the TFLite Model Metadata lean-export writes (16 kHz mono, labels, a config.json naming
+    the task) and MODEL.labels.txt beside each; converted in one subprocess, so TensorFlow stays
+    out of the test process and is imported once."""
+    import json
+
+    from lean_export.metadata import AssociatedFile, AudioClassifierInfo, add_metadata
+
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
     arguments = [str(num_classes)]
     for path, hidden in paths_and_widths.items():
         arguments += [str(path), str(hidden)]
     subprocess.run([sys.executable, "-c", _CONVERT] + arguments, check=True, env=env,
                    capture_output=True, timeout=300)
-    for path in paths_and_widths:
-        Path(path).with_suffix(".labels.txt").write_text("\n".join(LABELS[:num_classes]) + "\n")
+    labels = LABELS[:num_classes]
+    config = json.dumps({"model": {"task": "multilabel"}}).encode()
+    for path in map(Path, paths_and_widths):
+        info = AudioClassifierInfo(
+            name=path.stem, description="lean-bench test model", version="test", author="tests",
+            license="Apache-2.0", sample_rate=SAMPLE_RATE, labels=labels,
+            associated_files=(AssociatedFile("config.json", config),))
+        path.write_bytes(add_metadata(path.read_bytes(), info))
+        path.with_suffix(".labels.txt").write_text("\n".join(labels) + "\n")
     return [Path(path) for path in paths_and_widths]
 
 

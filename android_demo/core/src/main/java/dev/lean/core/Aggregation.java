@@ -9,7 +9,12 @@ public enum Aggregation {
     /** Maximum over windows. */
     MAX("max"),
     /** Mean of logit(p) over windows, then the sigmoid. */
-    MEAN_LOGITS("mean_logits");
+    MEAN_LOGITS("mean_logits"),
+    /**
+     * For softmax outputs: the sum of log(p) over windows, then a softmax over classes (the
+     * product of the window posteriors, renormalised; multiplicative fusion).
+     */
+    LOG_SUM("log_sum");
 
     /** Probabilities are clipped to [eps, 1 - eps] before the logit, as in the Python SDK. */
     public static final double LOGIT_EPSILON = 1e-7;
@@ -20,7 +25,7 @@ public enum Aggregation {
         this.key = key;
     }
 
-    /** The name used by the Python SDK and the CLIs ("mean", "max", "mean_logits"). */
+    /** The name used by the Python SDK and the CLIs ("mean", "max", "mean_logits", "log_sum"). */
     public String key() {
         return key;
     }
@@ -32,7 +37,7 @@ public enum Aggregation {
             }
         }
         throw new IllegalArgumentException(
-                "unknown aggregation '" + key + "': expected one of mean, max, mean_logits");
+                "unknown aggregation '" + key + "': expected one of mean, max, mean_logits, log_sum");
     }
 
     /**
@@ -68,6 +73,8 @@ public enum Aggregation {
                     row[c] = counts[clip] == 0 ? p : Math.max(row[c], p);
                 } else if (this == MEAN) {
                     row[c] += p;
+                } else if (this == LOG_SUM) {
+                    row[c] += Math.log(Math.min(Math.max(p, LOGIT_EPSILON), 1.0));
                 } else {
                     double clipped = Math.min(Math.max(p, LOGIT_EPSILON), 1.0 - LOGIT_EPSILON);
                     row[c] += Math.log(clipped) - Math.log1p(-clipped);
@@ -82,11 +89,31 @@ public enum Aggregation {
             if (this == MAX) {
                 continue;
             }
+            if (this == LOG_SUM) {
+                softmaxInPlace(pooled[clip]);
+                continue;
+            }
             for (int c = 0; c < numClasses; c++) {
                 double mean = pooled[clip][c] / counts[clip];
                 pooled[clip][c] = this == MEAN ? mean : 1.0 / (1.0 + Math.exp(-mean));
             }
         }
         return pooled;
+    }
+
+    /** exp(x - max) / sum: the shift by the maximum keeps exp() finite for long clips. */
+    private static void softmaxInPlace(double[] row) {
+        double max = Double.NEGATIVE_INFINITY;
+        for (double value : row) {
+            max = Math.max(max, value);
+        }
+        double sum = 0.0;
+        for (int c = 0; c < row.length; c++) {
+            row[c] = Math.exp(row[c] - max);
+            sum += row[c];
+        }
+        for (int c = 0; c < row.length; c++) {
+            row[c] /= sum;
+        }
     }
 }

@@ -36,9 +36,25 @@ public class AggregationTest {
     }
 
     @Test
+    public void logSumIsTheRenormalisedProductOfPosteriors() {
+        float[][] scores = {{0.6f, 0.3f, 0.1f}, {0.2f, 0.5f, 0.3f}, {0.5f, 0.4f, 0.1f}};
+        double[][] pooled = Aggregation.LOG_SUM.aggregate(scores, new int[] {0, 0, 0}, 1);
+        double[] product = new double[3];
+        double sum = 0.0;
+        for (int c = 0; c < 3; c++) {
+            product[c] = (double) scores[0][c] * scores[1][c] * scores[2][c];
+            sum += product[c];
+        }
+        for (int c = 0; c < 3; c++) {
+            assertEquals(product[c] / sum, pooled[0][c], 1e-12);
+        }
+    }
+
+    @Test
     public void keysMatchThePythonNames() {
         assertEquals(Aggregation.MEAN_LOGITS, Aggregation.fromKey("mean_logits"));
         assertEquals("max", Aggregation.MAX.key());
+        assertEquals(Aggregation.LOG_SUM, Aggregation.fromKey("log_sum"));
     }
 
     @Test(expected = IllegalArgumentException.class)
