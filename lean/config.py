@@ -139,6 +139,16 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
+class SvmConfig:
+    """An SVM back-end (`lean svm`, papers 002 and 003) in place of the network's softmax or
+    sigmoid head, trained on the penultimate features of another run's network."""
+
+    kernel: str = "linear"  # linear: folded into the Keras head | rbf: host only
+    C: float = 0.1  # paper 003's linear SVM
+    source_run: Optional[str] = None  # the run whose network computes the features
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """Everything a run directory needs to rebuild, evaluate and export its model."""
 
@@ -147,6 +157,8 @@ class RunConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     data: DataConfig = field(default_factory=DataConfig)
     lean_version: str = ""
+    # Set in the run directories `lean svm` writes; None: the network's own head.
+    svm: Optional[SvmConfig] = None
 
 
 def to_dict(config: Any) -> dict:
@@ -195,6 +207,7 @@ __all__ = [
     "TrainConfig",
     "EvalConfig",
     "DataConfig",
+    "SvmConfig",
     "RunConfig",
     "to_dict",
     "from_dict",

@@ -45,7 +45,8 @@ def test_teacher_logits_are_the_logits_layer(tmp_path, task):
 
 
 def test_cache_is_computed_once_and_renewed_for_another_teacher_or_windows(tmp_path):
-    from lean.training.distillation import TEACHER_LOGITS, cached_teacher_logits, windows_key
+    from lean.run import TEACHER_LOGITS_FILE
+    from lean.training.distillation import cached_teacher_logits, windows_key
 
     _, teacher_dir = _teacher(tmp_path)
     run_dir = tmp_path / "student"
@@ -60,7 +61,7 @@ def test_cache_is_computed_once_and_renewed_for_another_teacher_or_windows(tmp_p
     first = cached_teacher_logits(run_dir, teacher_dir, key, 6, compute)
     second = cached_teacher_logits(run_dir, teacher_dir, key, 6, lambda: compute(2.0))
     assert calls == [1.0] and np.array_equal(first, second)
-    assert (run_dir / TEACHER_LOGITS).is_file()
+    assert (run_dir / TEACHER_LOGITS_FILE).is_file()
     # Other windows, or a retrained teacher file: computed again.
     cached_teacher_logits(run_dir, teacher_dir, windows_key(["other"]), 6, lambda: compute(3.0))
     best = teacher_dir / "best.keras"

@@ -339,7 +339,7 @@ def test_cross_checks_against_epochs_lr_and_task():
     with pytest.raises(LeanError, match=r"START_LR 0.001 must be below --lr 0.0001"):
         check_train_config(TrainConfig(epochs=10, warmup="gradual:2:1e-3"), "multilabel")
     with pytest.raises(LeanError, match=r"^--between-class .* needs single-label data, and this "
-                       r"dataset's task is multilabel$"):
+                       r"run's task is multilabel$"):
         check_train_config(TrainConfig(between_class=True), "multilabel")
     with pytest.raises(LeanError, match=r"^--label-smoothing 0.6: above \(K-1\)/K = 0.5"):
         check_train_config(TrainConfig(label_smoothing=0.6), "single_label", 2)

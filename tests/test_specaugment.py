@@ -152,3 +152,18 @@ def test_specaugment_option_widths(text, widths):
 
     spec = parse_specaugment(text)
     assert (spec.freq_width, spec.time_width) == widths
+
+
+def test_masks_continue_where_a_saved_layer_stopped(tmp_path):
+    """A resumed run draws the masks an uninterrupted one would: the draw counter is saved."""
+    from lean.training.specaugment import SpecAugment
+
+    inputs = keras.Input((20, 8))
+    model = keras.Model(inputs, SpecAugment(4, 5, seed=3)(inputs))
+    features = np.random.default_rng(0).normal(size=(2, 20, 8)).astype(np.float32)
+    first, second = (np.asarray(model(features, training=True)) for _ in range(2))
+    assert not np.array_equal(first, second)
+    model.save(tmp_path / "model.keras")
+    expected = np.asarray(model(features, training=True))
+    loaded = keras.saving.load_model(tmp_path / "model.keras")
+    np.testing.assert_array_equal(loaded(features, training=True), expected)

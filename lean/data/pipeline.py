@@ -126,7 +126,7 @@ class WindowReader:
     """Reads window k of clip c from the cache, as `training_windows` cuts it."""
 
     def __init__(self, index: WindowIndex, cache: AudioCache, window_samples: int,
-                 label_matrix: np.ndarray):
+                 label_matrix: np.ndarray, window_targets: Optional[np.ndarray] = None):
         self.index = index
         self.window_samples = window_samples
         # One window's shape, as the model's InputSpec.shape: [window_samples] mono,
@@ -134,6 +134,8 @@ class WindowReader:
         channels = cache.channels
         self.window_shape = (window_samples,) if channels == 1 else (window_samples, channels)
         self.label_matrix = label_matrix
+        # Per-window target columns appended to the clip's (distillation's teacher outputs).
+        self.window_targets = window_targets
         # Memory maps of recently used clips: a clip's windows come back every epoch, and opening
         # the cache file per window would cost more than slicing it. Bounded: the kernel limits
         # how many mappings a process may hold.
@@ -146,6 +148,8 @@ class WindowReader:
             audio = self._audio_of_clip(int(self.index.clip_of_window[window_id]))
             windows[row] = self._window(audio, int(self.index.window_in_clip[window_id]))
         labels = self.label_matrix[self.index.clip_of_window[window_ids]]
+        if self.window_targets is not None:
+            labels = np.concatenate([labels, self.window_targets[window_ids]], axis=1)
         return windows, labels
 
     def _window(self, audio: np.ndarray, position: int) -> np.ndarray:
@@ -155,10 +159,21 @@ class WindowReader:
         return training_windows(np.asarray(audio), self.window_samples)[position]
 
 
+def iter_window_batches(index: WindowIndex, cache: AudioCache, window_samples: int,
+                        batch_size: int = 256) -> Iterator[np.ndarray]:
+    """The windows of `index` in index order, unshuffled and unaugmented, as float32 batches
+    (for one pass of a model over a split: a teacher's outputs, a network's features)."""
+    reader = WindowReader(index, cache, window_samples,
+                          np.zeros((len(index.clips), 0), dtype=np.float32))
+    for start in range(0, index.num_windows, batch_size):
+        yield reader.read(np.arange(start, min(start + batch_size, index.num_windows)))[0]
+
+
 def build_window_dataset(index: WindowIndex, dataset: Dataset, cache: AudioCache,
                          window_samples: int, batch_size: int, shuffle_seed: Optional[int] = None,
                          epochs: Optional[tuple[int, int]] = None,
-                         max_windows_per_epoch: Optional[int] = None):
+                         max_windows_per_epoch: Optional[int] = None,
+                         window_targets: Optional[np.ndarray] = None):
     """A batched, prefetching tf.data pipeline of (windows, targets [B, C]).
 
     Windows are [B, window_samples] for a mono cache, [B, window_samples, channels] otherwise;
@@ -175,24 +190,31 @@ def build_window_dataset(index: WindowIndex, dataset: Dataset, cache: AudioCache
             order an uninterrupted one would have seen.
         epochs: (first, end) epoch numbers to generate when shuffling (training).
         max_windows_per_epoch: keep only this many windows of each epoch's permutation.
+        window_targets: float32 [num_windows, E] columns appended to each window's targets,
+            which become [B, C + E] (knowledge distillation's teacher probabilities).
 
     Returns:
         `tf.data.Dataset` of `(windows, labels)` float32 batches.
     """
     import tensorflow as tf
 
-    reader = WindowReader(index, cache, window_samples, dataset.label_matrix(index.clips))
-    num_classes = dataset.num_classes
+    reader = WindowReader(index, cache, window_samples, dataset.label_matrix(index.clips),
+                          window_targets)
     num_windows = index.num_windows
     if num_windows == 0:
         raise LeanError(f"{dataset.root}: no usable windows in this split")
+    num_targets = dataset.num_classes
+    if window_targets is not None:
+        if len(window_targets) != num_windows:
+            raise LeanError(f"{len(window_targets)} per-window targets for {num_windows} windows")
+        num_targets += window_targets.shape[1]
 
     def read_batch(window_ids):
         windows, labels = tf.numpy_function(
             reader.read, [window_ids], (tf.float32, tf.float32), stateful=False
         )
         windows.set_shape([None, *reader.window_shape])
-        labels.set_shape([None, num_classes])
+        labels.set_shape([None, num_targets])
         return windows, labels
 
     if shuffle_seed is None:

@@ -17,10 +17,9 @@ import numpy as np
 
 from lean.errors import LeanError
 from lean.io import atomic_path, atomic_write_text
+from lean.run import TEACHER_LOGITS_FILE, TEACHER_LOGITS_INFO_FILE
 from lean.tasks import SINGLE_LABEL, task as task_named
 
-TEACHER_LOGITS = "teacher_logits.npy"
-TEACHER_LOGITS_INFO = "teacher_logits.json"
 # Clipping when a teacher has no `logits` layer (e.g. an SVM run) and its logits come from its
 # probabilities: as in lean.training.losses.
 _SOFTMAX_FLOOR = 1e-30
@@ -103,7 +102,7 @@ def cached_teacher_logits(run_dir: str | Path, teacher_dir: str | Path, windows:
     run_dir = Path(run_dir)
     info = {**_teacher_identity(Path(teacher_dir)), "windows": windows,
             "num_windows": int(num_windows)}
-    cache, info_path = run_dir / TEACHER_LOGITS, run_dir / TEACHER_LOGITS_INFO
+    cache, info_path = run_dir / TEACHER_LOGITS_FILE, run_dir / TEACHER_LOGITS_INFO_FILE
     if cache.is_file() and info_path.is_file():
         try:
             saved = json.loads(info_path.read_text())
@@ -127,12 +126,42 @@ def cached_teacher_logits(run_dir: str | Path, teacher_dir: str | Path, windows:
     return logits
 
 
+def teacher_soft_targets(config, dataset, cache, index, run_dir: str | Path,
+                         progress: bool = True) -> np.ndarray:
+    """The teacher's tempered probabilities [num_windows, K] of a run's training windows (in
+    window-index order, un-augmented), from its cached logits.
+
+    Args:
+        config: the student's RunConfig (train.teacher, train.kd_temperature, model.task).
+        dataset, cache, index: the training split's dataset, audio cache and window index.
+        run_dir: the student's run directory, which holds the cache.
+    """
+    from lean.data.pipeline import iter_window_batches
+    from lean.run import load_run
+    from lean.training.losses import tempered_probabilities
+
+    train, model_config = config.train, config.model
+    window_samples = model_config.window_samples
+    key = windows_key([f"{model_config.input}"] + [
+        f"{index.clips[clip].path}:{position}"
+        for clip, position in zip(index.clip_of_window, index.window_in_clip)])
+
+    def compute() -> np.ndarray:
+        teacher = load_run(train.teacher)
+        batches = iter_window_batches(index, cache, window_samples)
+        return teacher_logits(teacher.model, model_config.task, batches, index.num_windows,
+                              progress)
+
+    logits = cached_teacher_logits(run_dir, train.teacher, key, index.num_windows, compute)
+    return np.asarray(tempered_probabilities(logits, train.kd_temperature, model_config.task),
+                      dtype=np.float32)
+
+
 __all__ = [
-    "TEACHER_LOGITS",
-    "TEACHER_LOGITS_INFO",
     "cached_teacher_logits",
     "logits_from_probabilities",
     "logits_model",
     "teacher_logits",
+    "teacher_soft_targets",
     "windows_key",
 ]

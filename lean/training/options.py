@@ -8,6 +8,7 @@ Imports neither TensorFlow nor Keras: `lean train --help` and the checks stay fa
 
 from __future__ import annotations
 
+import argparse
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -203,7 +204,7 @@ def check_train_config(train, task: str, num_classes: Optional[int] = None) -> N
                             f"--lr {train.learning_rate:g}; accepted forms: {WARMUP_FORMS}")
     if train.between_class and task != "single_label":
         raise LeanError("--between-class mixes two examples of different classes: it needs "
-                        f"single-label data, and this dataset's task is {task}")
+                        f"single-label data, and this run's task is {task}")
     if num_classes is not None and task == "single_label" and train.label_smoothing > 0:
         if num_classes < 2:
             raise LeanError("--label-smoothing needs at least 2 classes")
@@ -213,8 +214,9 @@ def check_train_config(train, task: str, num_classes: Optional[int] = None) -> N
                             "less than the others")
 
 
-def check_teacher(teacher_dir: str | Path, labels, task: str):
-    """The teacher run of --teacher: a finished run with the same labels (in order) and task.
+def check_teacher(teacher_dir: str | Path, labels, task: str, input_spec=None):
+    """The teacher run of --teacher: a finished run with the same labels (in order) and task,
+    and (when given) the same input spec, since it scores the student's training windows.
 
     Reads only its config.json and labels.txt. Returns its `RunConfig`.
     """
@@ -236,6 +238,11 @@ def check_teacher(teacher_dir: str | Path, labels, task: str):
                   f"extra {', '.join(extra[:3])}" if extra else "the same labels in another order")
         raise LeanError(f"--teacher {teacher_dir}: its {len(teacher_labels)} labels are not this "
                         f"dataset's {len(labels)} ({detail})")
+    if input_spec is not None and config.model.input != input_spec:
+        theirs, ours = config.model.input, input_spec
+        raise LeanError(f"--teacher {teacher_dir}: takes {theirs.window_seconds:g} s windows at "
+                        f"{theirs.sample_rate} Hz, {theirs.channels} channel(s); this model "
+                        f"{ours.window_seconds:g} s at {ours.sample_rate} Hz, {ours.channels}")
     return config
 
 
@@ -294,16 +301,17 @@ def add_arguments(parser) -> None:
                        f"{SPECAUGMENT_MAX_TIME_FRACTION:g} of the frames). Training only: the "
                        "identity at inference and absent from the export")
     group.add_argument("--teacher", type=Path, default=None, metavar="RUN_DIR",
-                       help="knowledge distillation from a finished run with the same labels "
-                       "and task: L = L_lambda * L_hard + (1 - L_lambda) * T^2 * "
-                       "KL(softmax(z_t/T) || softmax(z_s/T)) (per-class binary KL for "
-                       "multi-label); the teacher's outputs are computed once per training "
-                       "window and cached in RUN_DIR")
-    group.add_argument("--kd-temperature", type=float, default=None, metavar="T",
-                       help=f"distillation temperature (default {defaults.kd_temperature:g}, "
+                       help="knowledge distillation (paper 000, Hinton et al.) from a finished "
+                       "run with the same labels, task and input: loss = L * L_hard + (1 - L) * "
+                       "T^2 * KL(softmax(z_t/T) || softmax(z_s/T)), per-class binary KL for "
+                       "multi-label; the teacher's outputs are computed once per training "
+                       "window and cached in the run directory")
+    # SUPPRESS: absent unless given, so that giving them without --teacher is an error.
+    group.add_argument("--kd-temperature", type=float, default=argparse.SUPPRESS, metavar="T",
+                       help=f"distillation temperature T (default {defaults.kd_temperature:g}, "
                        "paper 000's best)")
-    group.add_argument("--kd-lambda", type=float, default=None, metavar="L",
-                       help=f"weight of the hard-target loss (default {defaults.kd_lambda:g}, "
+    group.add_argument("--kd-lambda", type=float, default=argparse.SUPPRESS, metavar="L",
+                       help=f"weight L of the hard-target loss (default {defaults.kd_lambda:g}, "
                        "paper 000's best)")
 
 
@@ -312,7 +320,9 @@ def train_config_values(args) -> dict:
     from lean.config import TrainConfig
 
     defaults = TrainConfig()
-    if args.teacher is None and (args.kd_temperature is not None or args.kd_lambda is not None):
+    temperature = getattr(args, "kd_temperature", None)
+    kd_lambda = getattr(args, "kd_lambda", None)
+    if args.teacher is None and (temperature is not None or kd_lambda is not None):
         raise LeanError("--kd-temperature and --kd-lambda need --teacher RUN_DIR")
     teacher = None
     if args.teacher is not None:
@@ -331,9 +341,8 @@ def train_config_values(args) -> dict:
         "between_class": args.between_class,
         "specaugment": args.specaugment,
         "teacher": teacher,
-        "kd_temperature": (defaults.kd_temperature if args.kd_temperature is None
-                           else args.kd_temperature),
-        "kd_lambda": defaults.kd_lambda if args.kd_lambda is None else args.kd_lambda,
+        "kd_temperature": defaults.kd_temperature if temperature is None else temperature,
+        "kd_lambda": defaults.kd_lambda if kd_lambda is None else kd_lambda,
     }
 
 

@@ -31,6 +31,10 @@ class SpecAugment(keras.layers.Layer):
     mean-normalised features, and these log spectrograms are not normalised (0 would be a loud
     value in a log-mel). Input [B, ...] with the time and frequency axes at `time_axis` and
     `freq_axis`; any further axis (channels) is masked alike. float32, like the frontends.
+
+    The masks of the n-th training batch come from stateless random ops seeded by (seed, n),
+    with n a counter saved with the layer's weights: a run resumed from a checkpoint draws the
+    masks an uninterrupted run would have drawn (a Keras SeedGenerator's state is not saved).
     """
 
     def __init__(self, freq_width: int = 15, time_width: int = 70,
@@ -45,21 +49,30 @@ class SpecAugment(keras.layers.Layer):
         self.max_time_fraction = float(max_time_fraction)
         self.time_axis, self.freq_axis = int(time_axis), int(freq_axis)
         self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
 
     @classmethod
     def from_spec(cls, spec: SpecAugmentSpec, **kwargs) -> "SpecAugment":
         return cls(spec.freq_width, spec.time_width, spec.freq_masks, spec.time_masks,
                    spec.max_time_fraction, **kwargs)
 
-    def _axis_mask(self, batch, rank: int, axis: int, length: int, width: int, masks: int):
+    def build(self, input_shape):
+        # One replica counts for all under MirroredStrategy; each replica then draws alike.
+        self.batches = self.add_weight(name="batches", shape=(), dtype="int64",
+                                       initializer="zeros", trainable=False,
+                                       aggregation="only_first_replica")
+        super().build(input_shape)
+
+    def _axis_mask(self, batch, rank: int, axis: int, length: int, width: int, masks: int,
+                   seed):
         """bool [B, 1.., length, 1..]: the union of `masks` spans of width in [0, width]."""
+        import tensorflow as tf
+
         if masks == 0 or width == 0:
             return None
         width = min(width, length)
-        widths = ops.floor(keras.random.uniform((batch, masks), seed=self.seed_generator)
-                           * (width + 1))
-        starts = ops.floor(keras.random.uniform((batch, masks), seed=self.seed_generator)
+        width_seed, start_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+        widths = ops.floor(tf.random.stateless_uniform((batch, masks), width_seed) * (width + 1))
+        starts = ops.floor(tf.random.stateless_uniform((batch, masks), start_seed)
                            * (length - widths + 1))
         positions = ops.arange(length, dtype="float32")[None, None, :]
         inside = (positions >= starts[..., None]) & (positions < (starts + widths)[..., None])
@@ -69,6 +82,8 @@ class SpecAugment(keras.layers.Layer):
         return ops.reshape(mask, shape)
 
     def call(self, features, training=None):
+        import tensorflow as tf
+
         if not training:
             return features
         rank = len(features.shape)
@@ -76,10 +91,14 @@ class SpecAugment(keras.layers.Layer):
         frames = features.shape[self.time_axis]
         bins = features.shape[self.freq_axis]
         time_limit = min(self.time_width, int(self.max_time_fraction * frames))
+        seed = tf.stack([tf.constant(self.seed or 0, tf.int64),
+                         tf.cast(ops.convert_to_tensor(self.batches), tf.int64)])
+        time_seed, freq_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+        self.batches.assign_add(1)
         masks = [self._axis_mask(batch, rank, self.time_axis, frames, time_limit,
-                                 self.time_masks),
+                                 self.time_masks, time_seed),
                  self._axis_mask(batch, rank, self.freq_axis, bins, self.freq_width,
-                                 self.freq_masks)]
+                                 self.freq_masks, freq_seed)]
         masks = [mask for mask in masks if mask is not None]
         if not masks:
             return features
