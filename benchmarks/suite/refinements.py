@@ -27,6 +27,10 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from lean.command_line import quiet_tensorflow
+
+quiet_tensorflow()
+
 # Paper 000's values (Table VII): LS eps 0.1; KD T 10, lambda 0.5. Its gradual warmup is 5 of
 # 20 epochs; here a quarter of --epochs.
 LABEL_SMOOTHING = "0.1"
@@ -93,13 +97,22 @@ def _summary(values: list[float]) -> dict:
 def _dataset_facts(data: Path, model: str) -> tuple[str, bool]:
     """(task, whether the model has a spectrogram frontend)."""
     from lean.config import ModelConfig
-    from lean.data.dataset import load_any_dataset
+    from lean.data import load_dataset
     from lean.models.registry import build_model
     from lean.training.specaugment import spectrogram_frontends
 
-    dataset = load_any_dataset(data)
+    dataset = load_dataset(data)
     config = ModelConfig(name=model, num_classes=dataset.num_classes, task=dataset.task)
     return dataset.task, bool(spectrogram_frontends(build_model(config, load_pretrained=False)))
+
+
+def _run_name(model: str, args: tuple, seed: int) -> str:
+    """One run directory per configuration and seed: a row stacking nothing new (+LS is LS
+    alone) reuses the run of the row it repeats."""
+    import hashlib
+
+    key = hashlib.sha1("\0".join(map(str, args)).encode()).hexdigest()[:10] if args else "base"
+    return f"{model}_{key}_seed{seed}"
 
 
 def _plot(results: dict, path: Path, metric: str) -> None:
@@ -189,19 +202,17 @@ def main(argv=None) -> int:
                            "score": _evaluate(teacher, args.data, metric)},
                "rows": []}
     baseline_scores = None
-    for index, row in enumerate(_rows(args.epochs, task == "single_label", spectrogram,
-                                      teacher)):
+    for row in _rows(args.epochs, task == "single_label", spectrogram, teacher):
         scores = []
         for seed in range(args.seeds):
-            base_dir = args.work / f"{args.model}_00_seed{seed}"
+            base_dir = args.work / _run_name(args.model, (), seed)
             if row.svm:
-                run_dir = args.work / f"{args.model}_svm_seed{seed}"
+                run_dir = args.work / f"{base_dir.name}_svm_linear"
                 if not (run_dir / "config.json").is_file():
-                    _run(_lean("svm", base_dir, "--kernel", "linear", "--out", run_dir),
-                         f"{row.name}, seed {seed}")
+                    _run(_lean("svm", base_dir, "--kernel", "linear", "--out", run_dir,
+                               "--no-progress"), f"{row.name}, seed {seed}")
             else:
-                run_dir = base_dir if row.kind == "baseline" else (
-                    args.work / f"{args.model}_{index:02d}_seed{seed}")
+                run_dir = args.work / _run_name(args.model, row.args, seed)
                 _run(_lean("train", "--model", args.model, "--out", run_dir, "--seed", seed,
                            *common, *row.args), f"{row.name}, seed {seed}")
             scores.append(_evaluate(run_dir, args.data, metric))
