@@ -31,6 +31,9 @@ class Frontend(keras.layers.Layer):
     """Base of the frontends: a float32 layer (also under mixed precision) kept float in export."""
 
     keeps_float_in_export = True
+    # (time axis, frequency axis) of a spectrogram frontend's output, where training-time
+    # SpecAugment masks (lean.training.specaugment); None: the output is no spectrogram.
+    spectrogram_axes = None
 
     def __init__(self, **kwargs):
         # float16 DFT sums lose the quiet bands that a log spectrum resolves.
@@ -216,6 +219,7 @@ class YamnetLogMel(_ConfiguredFrontend):
     """
 
     default_name = "yamnet_log_mel"
+    spectrogram_axes = (1, 2)
 
     def __init__(self, frontend_config: YamnetLogMelConfig | dict | None = None,
                  sample_rate: int = 16000, **kwargs):
@@ -691,6 +695,7 @@ class Spectrogram(_ConfiguredFrontend):
     """
 
     default_name = "spectrogram"
+    spectrogram_axes = (1, 2)
 
     def __init__(self, frontend_config: SpectrogramConfig | dict | None = None,
                  sample_rate: int = 16000, **kwargs):

@@ -211,6 +211,7 @@ def load_model(path: str | Path):
     import keras
 
     import lean.models  # noqa: F401  (registers the custom layers)
+    import lean.training.svm  # noqa: F401  (a `lean svm` run's folded head)
 
     path = Path(path)
     if not path.is_file():
