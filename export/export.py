@@ -21,6 +21,7 @@ from lean_export.verify import (
     int8_ops_inside,
     layer_differences,
     measure_latency,
+    multiply_accumulates,
     op_list,
     op_table,
     output_difference,
@@ -272,6 +273,10 @@ def export_run(
     if latency_runs < 50:
         raise LeanError(f"latency needs at least 50 runs for a stable median, got {latency_runs}")
     config = read_run_config(run_dir)
+    if config.svm is not None and config.svm.kernel != "linear":
+        raise LeanError(f"{run_dir}: its {config.svm.kernel} SVM runs on the host only (lean eval, "
+                        f"lean tag); lean-export {config.svm.source_run} exports the network's own "
+                        "head, or a `lean svm --kernel linear` run folds the SVM into it")
     dataset = _resolve_dataset(config, run_dir, data_dir)
     # TensorFlow loads only now, after the cheap checks.
     if isinstance(quantization, str):
@@ -289,7 +294,12 @@ def export_run(
     run = load_run(run_dir)
     if tuple(dataset.labels) != tuple(run.labels):
         raise LeanError(f"{dataset.root}: its labels differ from {run_dir / LABELS_FILE}")
-    export_ready = export_ready_copy(run.model, run.config.model)
+    if config.svm is not None:
+        from lean.training.svm import export_ready_svm_copy
+
+        export_ready = export_ready_svm_copy(run.model, run.config.model)
+    else:
+        export_ready = export_ready_copy(run.model, run.config.model)
     serving = build_serving_model(export_ready, model_input)
 
     held_out = held_out_windows(dataset, window_samples, held_out_count, cache,
@@ -365,6 +375,7 @@ def _verify(staged: Path, output: Path, run_dir: Path, config, quantization, det
         "file_size_bytes": len(model_bytes),
         "file_size_mb": len(model_bytes) / 1e6,
         "size_breakdown": size_breakdown(model_bytes),
+        "multiply_accumulates": multiply_accumulates(model_bytes),
         "op_count": len(ops),
         "ops": op_table(ops),
         "float_ops_after_frontend": float_ops_outside(ops, details["float_nodes"])

@@ -140,6 +140,58 @@ def size_breakdown(model_bytes: bytes) -> dict:
     return sizes
 
 
+# Ops that multiply-accumulate, and the accumulation length of each output element.
+MAC_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "BATCH_MATMUL")
+
+
+def multiply_accumulates(model_bytes: bytes) -> dict:
+    """Multiply-accumulates of one inference of a .tflite, counted from its ops' tensor shapes.
+
+    Per output element: CONV_2D kh kw Cin, DEPTHWISE_CONV_2D kh kw, FULLY_CONNECTED the input
+    width, BATCH_MATMUL the contracted length. Element-wise ops (MUL, ADD, pooling, activations)
+    are not counted. Returns {op type: MACs, ..., "total": MACs}.
+    """
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.Model.GetRootAs(model_bytes, 0)
+    graph = model.Subgraphs(0)
+
+    def shape(index: int) -> list[int]:
+        return [int(d) for d in graph.Tensors(index).ShapeAsNumpy()]
+
+    macs: Counter = Counter()
+    for op in op_list(model_bytes):
+        if op["op"] not in MAC_OPS:
+            continue
+        outputs = int(np.prod(shape(op["output_indices"][0])))
+        weights = shape(op["input_indices"][1])
+        if op["op"] == "CONV_2D":  # filter [Cout, kh, kw, Cin]
+            depth = weights[1] * weights[2] * weights[3]
+        elif op["op"] == "DEPTHWISE_CONV_2D":  # filter [1, kh, kw, Cout]
+            depth = weights[1] * weights[2]
+        elif op["op"] == "FULLY_CONNECTED":  # weights [units, inputs]
+            depth = weights[-1]
+        else:
+            lhs = shape(op["input_indices"][0])
+            depth = lhs[-2] if _batch_matmul_adj_x(graph, op, schema) else lhs[-1]
+        macs[op["op"]] += outputs * depth
+    return {**dict(macs), "total": sum(macs.values())}
+
+
+def _batch_matmul_adj_x(graph, op: dict, schema) -> bool:
+    """Whether a BATCH_MATMUL op transposes its left operand."""
+    for index in range(graph.OperatorsLength()):
+        candidate = graph.Operators(index)
+        if candidate.OutputsLength() and candidate.Outputs(0) == op["output_indices"][0]:
+            table = candidate.BuiltinOptions()
+            if table is None:
+                return False
+            options = schema.BatchMatMulOptions()
+            options.Init(table.Bytes, table.Pos)
+            return bool(options.AdjX())
+    return False
+
+
 def output_difference(reference: np.ndarray, candidate: np.ndarray) -> dict:
     """Max and mean absolute difference between two score arrays of the same shape."""
     reference, candidate = np.asarray(reference, np.float64), np.asarray(candidate, np.float64)
@@ -389,6 +441,13 @@ def _ranges_text(ranges: dict | None) -> str:
             f"{ranges['median_narrowing']}x, at most {ranges['max_narrowing']}x)")
 
 
+def _macs_text(macs: dict | None) -> str:
+    if not macs:
+        return "-"
+    parts = ", ".join(f"{op} {count / 1e6:,.1f}M" for op, count in macs.items() if op != "total")
+    return f"{macs['total'] / 1e6:,.1f}M ({parts})"
+
+
 def render_markdown(report: dict) -> str:
     """The readable twin of the JSON report."""
     lines = [f"# Export report: {Path(report['model']).name}", ""]
@@ -404,6 +463,7 @@ def render_markdown(report: dict) -> str:
         f"| quantization | {report.get('quantization')} |",
         f"| file size | {report['file_size_bytes']:,} bytes ({report['file_size_mb']:.3f} MB) |",
         f"| ops | {report.get('op_count')} |",
+        f"| multiply-accumulates per window | {_macs_text(report.get('multiply_accumulates'))} |",
         f"| layers kept float | {', '.join(report.get('float_layers', [])) or 'none'} |",
         f"| output head kept float | {len(report.get('float_head', []))} ops |",
         f"| other float ops | {len(report.get('float_ops_after_frontend', []))} |",

@@ -10,7 +10,7 @@ from lean.command_line import run_cli
 
 # Subcommand modules, in the order `lean --help` lists them. Each defines
 # `register(subparsers)`, which adds its parser and sets `func(args) -> int`.
-COMMANDS = ("models", "data", "train", "eval", "compare", "tag")
+COMMANDS = ("models", "data", "train", "svm", "eval", "compare", "tag")
 
 
 def build_parser() -> argparse.ArgumentParser:

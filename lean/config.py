@@ -93,6 +93,28 @@ class TrainConfig:
     mixed_precision: bool = True  # only takes effect on a GPU
     multi_gpu: bool = True  # MirroredStrategy when more than one GPU is visible
     on_bad_audio: str = "skip"  # skip | fail
+    # Refinements (lean.training; forms and checks in lean.training.options). The defaults are
+    # plain training: Adam at a constant learning rate, nothing else on.
+    optimizer: str = "adam"  # adam | sgd
+    momentum: float = 0.9  # sgd only
+    weight_decay: float = 0.0  # decoupled, as Keras' optimizers apply it
+    lr_schedule: str = "constant"  # constant | step:EVERY:FACTOR | cosine
+    warmup: Optional[str] = None  # constant:EPOCHS:LR | gradual:EPOCHS:START_LR
+    warmup_mode: str = "replace"  # replace: the schedule's first epochs | prepend: before it
+    label_smoothing: float = 0.0  # paper 000's EPS: true class 1-EPS, the others EPS/(K-1)
+    mixup_alpha: float = 0.0  # Beta(alpha, alpha) mixup of waveforms and targets; 0: off
+    between_class: bool = False  # Tokozume's between-class mixing with a KL loss
+    specaugment: Optional[str] = None  # FREQ:TIME maximum mask widths; None: off
+    teacher: Optional[str] = None  # run directory distilled from; None: no distillation
+    kd_temperature: float = 10.0  # T (paper 000's best)
+    kd_lambda: float = 0.5  # weight of the hard-target loss (paper 000's best)
+
+    def __post_init__(self):
+        from lean.training.options import canonical_fields
+
+        names = [item.name for item in dataclasses.fields(self)]
+        for name, value in canonical_fields({name: getattr(self, name) for name in names}).items():
+            object.__setattr__(self, name, value)
 
 
 @dataclass(frozen=True)
@@ -117,6 +139,16 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
+class SvmConfig:
+    """An SVM back-end (`lean svm`, papers 002 and 003) in place of the network's softmax or
+    sigmoid head, trained on the penultimate features of another run's network."""
+
+    kernel: str = "linear"  # linear: folded into the Keras head | rbf: host only
+    C: float = 0.1  # paper 003's linear SVM
+    source_run: Optional[str] = None  # the run whose network computes the features
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """Everything a run directory needs to rebuild, evaluate and export its model."""
 
@@ -125,6 +157,8 @@ class RunConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     data: DataConfig = field(default_factory=DataConfig)
     lean_version: str = ""
+    # Set in the run directories `lean svm` writes; None: the network's own head.
+    svm: Optional[SvmConfig] = None
 
 
 def to_dict(config: Any) -> dict:
@@ -159,6 +193,24 @@ def _dataclass_hint(hint) -> Optional[type]:
     return dataclass_args[0] if len(dataclass_args) == 1 else None
 
 
+def check_literal_fields(config: Any, context: str) -> None:
+    """Raises a LeanError when a `typing.Literal` field of a config dataclass holds a value
+    outside its choices (dataclasses do not check annotations; config.json may hold anything).
+
+    Args:
+        config: a dataclass instance.
+        context: what the error names first, e.g. "resnet params".
+    """
+    from lean.errors import LeanError
+
+    for name, hint in typing.get_type_hints(type(config)).items():
+        if typing.get_origin(hint) is typing.Literal:
+            value = getattr(config, name)
+            if value not in typing.get_args(hint):
+                raise LeanError(f"{context}: {name}={value!r}; expected one of "
+                                f"{', '.join(str(arg) for arg in typing.get_args(hint))}")
+
+
 def save_json(config: Any, path: str | Path) -> None:
     atomic_write_text(path, json.dumps(to_dict(config), indent=2, sort_keys=True) + "\n")
 
@@ -173,9 +225,11 @@ __all__ = [
     "TrainConfig",
     "EvalConfig",
     "DataConfig",
+    "SvmConfig",
     "RunConfig",
     "to_dict",
     "from_dict",
+    "check_literal_fields",
     "save_json",
     "load_json",
 ]

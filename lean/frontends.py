@@ -2,7 +2,8 @@
 
 YAMNet's log-mel patch (`YamnetLogMel`); one log filterbank spectrogram for the Kaldi fbank,
 log-mel and log-Gammatone features (`Spectrogram` + `SpectrogramConfig`); and waveform front
-ops (`PreEmphasis`, `ZNormalization`, `MaxDecimation`).
+ops (`PreEmphasis`, `ZNormalization`, `MaxDecimation`, `Downmix`, the polyphase resampler
+`PolyphaseResample`, `WaveformWindows`).
 
 Every frontend subclasses `Frontend`, which declares `keeps_float_in_export`: the exporter
 finds such layers by that flag (`float_layer_names`) and keeps every op under their names
@@ -30,6 +31,9 @@ class Frontend(keras.layers.Layer):
     """Base of the frontends: a float32 layer (also under mixed precision) kept float in export."""
 
     keeps_float_in_export = True
+    # (time axis, frequency axis) of a spectrogram frontend's output, where training-time
+    # SpecAugment masks (lean.training.specaugment); None: the output is no spectrogram.
+    spectrogram_axes = None
 
     def __init__(self, **kwargs):
         # float16 DFT sums lose the quiet bands that a log spectrum resolves.
@@ -215,6 +219,7 @@ class YamnetLogMel(_ConfiguredFrontend):
     """
 
     default_name = "yamnet_log_mel"
+    spectrogram_axes = (1, 2)
 
     def __init__(self, frontend_config: YamnetLogMelConfig | dict | None = None,
                  sample_rate: int = 16000, **kwargs):
@@ -690,6 +695,7 @@ class Spectrogram(_ConfiguredFrontend):
     """
 
     default_name = "spectrogram"
+    spectrogram_axes = (1, 2)
 
     def __init__(self, frontend_config: SpectrogramConfig | dict | None = None,
                  sample_rate: int = 16000, **kwargs):
@@ -968,6 +974,181 @@ class MaxDecimation(Frontend):
         return config
 
 
+# --- Waveform front ops: channel downmix, rational resampling, windows ------------------------
+
+
+@keras.saving.register_keras_serializable(package="lean")
+class Downmix(Frontend):
+    """Mean over channels: [B, samples, channels] -> [B, samples] (mono passes through).
+
+    The same downmix the data pipeline applies to a mono model's files (the channel mean).
+    """
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("name", "downmix")
+        super().__init__(**kwargs)
+
+    def build(self, input_shape):
+        _check_waveform_rank(self.name, input_shape)
+        super().build(input_shape)
+
+    def call(self, waveform):
+        if len(waveform.shape) == 2:
+            return waveform
+        return keras.ops.mean(waveform, axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:2])
+
+
+@dataclass(frozen=True, eq=False)
+class PolyphaseFilter:
+    """A rational resampler by up/down with a Kaiser-window lowpass FIR, laid out as one strided
+    convolution: output phase r of block n is y[n * up + r] = sum_t x[n * down + first + t] *
+    kernel[t, r] (with x zero outside the signal)."""
+
+    up: int
+    down: int
+    # The prototype lowpass at up * input_rate, scaled by `up` (unit passband gain), odd length.
+    taps: np.ndarray
+    # kernel [span, up]: taps regrouped per output phase.
+    kernel: np.ndarray
+    # Offset of the kernel's first input sample from n * down (<= 0: the left zero padding).
+    first: int
+
+    def output_length(self, samples: int) -> int:
+        """ceil(samples * up / down), as scipy.signal.resample_poly."""
+        return -(-samples * self.up // self.down)
+
+
+@functools.lru_cache(maxsize=16)
+def polyphase_filter(input_rate: int, output_rate: int, attenuation_db: float = 90.0,
+                     passband: float = 0.94) -> PolyphaseFilter:
+    """The polyphase form of a Kaiser lowpass for input_rate -> output_rate.
+
+    Args:
+        input_rate, output_rate: sample rates in Hz.
+        attenuation_db: stopband attenuation (and passband ripple) of the Kaiser design.
+        passband: passband edge as a fraction of the lower Nyquist frequency; the transition
+            band runs from there to that Nyquist frequency (0.94 at 16 kHz: flat to 7520 Hz,
+            above YAMNet's 7500 Hz top mel edge).
+    Returns:
+        PolyphaseFilter; `taps` is the filter scipy.signal.resample_poly(x, up, down,
+        window=taps / up) applies, so that call is an independent reference.
+    """
+    from scipy import signal
+
+    if input_rate <= 0 or output_rate <= 0:
+        raise LeanError(f"resampling {input_rate} Hz -> {output_rate} Hz: rates must be positive")
+    if not 0.0 < passband < 1.0 or attenuation_db <= 21.0:
+        raise LeanError(f"resampling filter: passband {passband} must be in (0, 1) and "
+                        f"attenuation {attenuation_db} dB above 21 dB")
+    divisor = math.gcd(input_rate, output_rate)
+    up, down = output_rate // divisor, input_rate // divisor
+    # Frequencies relative to the Nyquist frequency of the upsampled rate up * input_rate.
+    nyquist = 1.0 / max(up, down)
+    numtaps, beta = signal.kaiserord(attenuation_db, (1.0 - passband) * nyquist)
+    numtaps += 1 - numtaps % 2  # odd: a whole-sample delay of (numtaps - 1) / 2
+    taps = up * signal.firwin(numtaps, (1.0 + passband) / 2.0 * nyquist, window=("kaiser", beta))
+    # y[m] = sum_i x[i] taps[m * down + delay - i * up]; with m = n * up + r and i = n * down + q
+    # the tap index rM + delay - qL no longer depends on n: one kernel column per phase r.
+    delay = (numtaps - 1) // 2
+    first = -((numtaps - 1 - delay) // up)  # ceil((delay - numtaps + 1) / up)
+    last = ((up - 1) * down + delay) // up
+    q = np.arange(first, last + 1)[:, None]
+    index = np.arange(up)[None, :] * down + delay - q * up
+    valid = (index >= 0) & (index < numtaps)
+    kernel = np.where(valid, taps[np.clip(index, 0, numtaps - 1)], 0.0)
+    return PolyphaseFilter(up, down, taps, kernel.astype(np.float32), int(first))
+
+
+@keras.saving.register_keras_serializable(package="lean")
+class PolyphaseResample(Frontend):
+    """Rational resampling in the graph: waveform [B, samples] -> [B, ceil(samples * up / down)].
+
+    A Kaiser-window FIR (`polyphase_filter`) applied in polyphase form as one strided
+    convolution (TFLite PAD + CONV_2D + RESHAPE + STRIDED_SLICE builtins): `up` output phases
+    per block of `down` input samples. Zero-phase (the filter delay is compensated) with zeros
+    beyond both ends, as scipy.signal.resample_poly; the filter is a constant, not a weight.
+    """
+
+    def __init__(self, input_rate: int, output_rate: int, attenuation_db: float = 90.0,
+                 passband: float = 0.94, **kwargs):
+        kwargs.setdefault("name", "resample")
+        super().__init__(**kwargs)
+        self.input_rate, self.output_rate = int(input_rate), int(output_rate)
+        self.attenuation_db, self.passband = float(attenuation_db), float(passband)
+        self.filter = polyphase_filter(self.input_rate, self.output_rate, self.attenuation_db,
+                                       self.passband)
+
+    def call(self, waveform):
+        import tensorflow as tf
+
+        resampler = self.filter
+        samples = waveform.shape[-1]
+        outputs = resampler.output_length(samples)
+        span = resampler.kernel.shape[0]
+        blocks = -(-outputs // resampler.up)
+        # Zeros before the signal for negative offsets, after it for the last block's span.
+        left = -resampler.first
+        right = max(0, (blocks - 1) * resampler.down + span - left - samples)
+        # padded has shape [B, left + samples + right, 1].
+        padded = tf.pad(waveform[:, :, None], [[0, 0], [left, right], [0, 0]])
+        kernel = tf.constant(resampler.kernel[:, None, :], name="polyphase_kernel")
+        # phases has shape [B, blocks, up]: output sample n * up + r at [n, r].
+        phases = tf.nn.conv1d(padded, kernel, stride=resampler.down, padding="VALID")
+        return tf.reshape(phases, [-1, blocks * resampler.up])[:, :outputs]
+
+    def compute_output_shape(self, input_shape):
+        samples = input_shape[-1]
+        return (input_shape[0], None if samples is None else self.filter.output_length(samples))
+
+    def get_config(self):
+        return {**super().get_config(), "input_rate": self.input_rate,
+                "output_rate": self.output_rate, "attenuation_db": self.attenuation_db,
+                "passband": self.passband}
+
+
+@keras.saving.register_keras_serializable(package="lean")
+class WaveformWindows(Frontend):
+    """Cuts each waveform into fixed windows and stacks them on the batch axis:
+    [B, samples] -> [B * len(starts), window] (window k of clip b at row b * len(starts) + k).
+
+    Static slices (STRIDED_SLICE + PACK, or one RESHAPE when the windows tile the waveform).
+    """
+
+    def __init__(self, window: int, starts, **kwargs):
+        kwargs.setdefault("name", "windows")
+        super().__init__(**kwargs)
+        self.window = int(window)
+        self.starts = tuple(int(start) for start in starts)
+        if not self.starts or self.window < 1 or min(self.starts) < 0:
+            raise LeanError(f"{self.name}: invalid windows of {window} samples at {starts}")
+
+    def build(self, input_shape):
+        samples = input_shape[-1]
+        if samples is not None and self.starts[-1] + self.window > samples:
+            raise LeanError(f"{self.name}: window {self.window} at {self.starts[-1]} runs past "
+                            f"the {samples}-sample waveform")
+        super().build(input_shape)
+
+    def call(self, waveform):
+        window, starts = self.window, self.starts
+        tiles = starts == tuple(range(0, len(starts) * window, window))
+        if tiles and waveform.shape[-1] == len(starts) * window:
+            return keras.ops.reshape(waveform, (-1, window))
+        # stacked has shape [B, windows, window].
+        stacked = keras.ops.stack([waveform[:, start:start + window] for start in starts], axis=1)
+        return keras.ops.reshape(stacked, (-1, window))
+
+    def compute_output_shape(self, input_shape):
+        batch = input_shape[0]
+        return (None if batch is None else batch * len(self.starts), self.window)
+
+    def get_config(self):
+        return {**super().get_config(), "window": self.window, "starts": list(self.starts)}
+
+
 def _check_waveform_rank(name: str, input_shape) -> None:
     if len(input_shape) not in (2, 3):
         raise LeanError(f"{name}: expected a waveform [batch, samples] or [batch, samples, "
@@ -975,11 +1156,15 @@ def _check_waveform_rank(name: str, input_shape) -> None:
 
 
 __all__ = [
+    "Downmix",
     "Frontend",
     "MaxDecimation",
+    "PolyphaseFilter",
+    "PolyphaseResample",
     "PreEmphasis",
     "Spectrogram",
     "SpectrogramConfig",
+    "WaveformWindows",
     "YamnetLogMel",
     "YamnetLogMelConfig",
     "ZNormalization",
@@ -992,6 +1177,7 @@ __all__ = [
     "mel_scale",
     "mel_to_hertz",
     "mel_weight_matrix",
+    "polyphase_filter",
     "spectrogram_constants",
     "waveform_to_log_mel",
 ]

@@ -93,16 +93,21 @@ class KerasPredictor(Predictor):
     kind = "keras"
 
     def __init__(self, model, path: Path, labels: Sequence[str], input_spec: InputSpec,
-                 task: Optional[str], batch_size: int = DEFAULT_BATCH):
+                 task: Optional[str], batch_size: int = DEFAULT_BATCH,
+                 scores_labels: bool = True):
         import tensorflow as tf
 
         super().__init__(path, labels, input_spec, task, batch_size)
-        model_shape = tuple(int(n) for n in model.inputs[0].shape[1:])
-        if model_shape != input_spec.shape:
-            raise LeanError(f"{path}: the model takes windows {list(model_shape)}, its config "
+        # A model trained on any length (open time axis) gets the config's fixed windows.
+        taken = tuple(model.inputs[0].shape[1:])
+        model_shape = tuple(n if n is not None else want
+                            for n, want in zip(taken, input_spec.shape))
+        if len(taken) != len(input_spec.shape) or model_shape != input_spec.shape:
+            raise LeanError(f"{path}: the model takes windows {list(taken)}, its config "
                             f"says {list(input_spec.shape)}")
         output_classes = int(model.outputs[0].shape[-1])
-        if output_classes != len(self.labels):
+        # scores_labels False: the model's outputs are features, not one score per label.
+        if scores_labels and output_classes != len(self.labels):
             raise LeanError(
                 f"{path}: model has {output_classes} outputs but {len(self.labels)} labels"
             )
@@ -118,6 +123,25 @@ class KerasPredictor(Predictor):
 
     def _predict_batch(self, batch: np.ndarray) -> np.ndarray:
         return self._forward(batch).numpy()
+
+
+class SvmPredictor(KerasPredictor):
+    """A network's penultimate features scored by a scikit-learn SVM on the host (an RBF SVM
+    run of `lean svm`, which no Keras or TFLite head holds)."""
+
+    kind = "keras+svm"
+
+    def __init__(self, model, pipeline, path: Path, labels: Sequence[str],
+                 input_spec: InputSpec, task: Optional[str], batch_size: int = DEFAULT_BATCH):
+        from lean.training.svm import penultimate_model
+
+        super().__init__(penultimate_model(model), path, labels, input_spec, task, batch_size,
+                         scores_labels=False)
+        self.pipeline = pipeline
+
+    def _predict_batch(self, batch: np.ndarray) -> np.ndarray:
+        features = super()._predict_batch(batch)
+        return self.pipeline.predict_proba(features.astype(np.float64)).astype(np.float32)
 
 
 class LiteRtPredictor(Predictor):
@@ -296,8 +320,15 @@ def load_predictor(path: str | Path, batch_size: int = DEFAULT_BATCH,
     if path.is_dir():
         run = load_run(path)
         model_config = run.config.model
-        predictor = KerasPredictor(run.model, path, run.labels, model_config.input,
-                                   model_config.task, batch_size=batch_size)
+        if run.config.svm is not None and run.config.svm.kernel != "linear":
+            from lean.run import SVM_FILE
+            from lean.training.svm import load_svm
+
+            predictor = SvmPredictor(run.model, load_svm(path / SVM_FILE), path, run.labels,
+                                     model_config.input, model_config.task, batch_size)
+        else:
+            predictor = KerasPredictor(run.model, path, run.labels, model_config.input,
+                                       model_config.task, batch_size=batch_size)
         predictor.data_config = run.config.data
         return predictor
     if not path.is_file():

@@ -9,6 +9,12 @@ One owner of the format, used by training (writes it), inference, evaluation and
     checkpoints/         resume state: epoch-NNNN.keras + state.json (written last)
     history.csv          one row per epoch; tensorboard/ the same as event files
     data_summary.json    clips and windows per split; skipped_files.txt the unreadable files
+    teacher_logits.npy   with --teacher: the teacher's logits per training window (+ .json)
+
+A run written by `lean svm` (config.json's `svm` set) also holds svm.joblib, the scikit-learn
+SVM, and svm.json, its report; its best.keras is the network with the linear SVM folded into
+its head, or (RBF, host only) the source network itself, whose penultimate features the SVM
+reads.
 """
 
 from __future__ import annotations
@@ -30,6 +36,10 @@ HISTORY_FILE = "history.csv"
 TENSORBOARD_DIR = "tensorboard"
 DATA_SUMMARY_FILE = "data_summary.json"
 SKIPPED_FILES = "skipped_files.txt"
+TEACHER_LOGITS_FILE = "teacher_logits.npy"
+TEACHER_LOGITS_INFO_FILE = "teacher_logits.json"
+SVM_FILE = "svm.joblib"
+SVM_REPORT_FILE = "svm.json"
 # What a finished run must have; the rest is written along the way.
 RUN_FILES = (CONFIG_FILE, LABELS_FILE, BEST_MODEL)
 
@@ -121,7 +131,11 @@ __all__ = [
     "Run",
     "SKIPPED_FILES",
     "STATE_FILE",
+    "SVM_FILE",
+    "SVM_REPORT_FILE",
     "TENSORBOARD_DIR",
+    "TEACHER_LOGITS_FILE",
+    "TEACHER_LOGITS_INFO_FILE",
     "is_temporary",
     "label_lines",
     "labels_text",

@@ -7,6 +7,8 @@ import csv
 import dataclasses
 import io
 import json
+import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -34,11 +36,17 @@ from lean.run import (
 
 # Settings that may differ between a run and its resumption without changing what is trained.
 RESUMABLE_DIFFERENCES = ("lean_version",)
+# Names a point at which the process kills itself (see `_crash_point`); set by tests only.
+CRASH_POINT_VARIABLE = "LEAN_TEST_FAIL_AT"
 
 
 def load_checkpoint(path: Path):
     """A resume checkpoint with its compiled loss, metrics and optimizer state (Adam moments)."""
     import lean.models  # noqa: F401  (registers the family's custom layers)
+    # The refinements' Keras objects: loss, metric wrapper, schedule, SpecAugment.
+    import lean.training.losses  # noqa: F401
+    import lean.training.schedules  # noqa: F401
+    import lean.training.specaugment  # noqa: F401
 
     try:
         return keras.saving.load_model(path, compile=True)
@@ -74,6 +82,14 @@ def _remove_leftover_temporaries(run_dir: Path) -> None:
         if folder.is_dir():
             for leftover in filter(is_temporary, list(folder.iterdir())):
                 leftover.unlink(missing_ok=True)
+
+
+def _crash_point(point: str) -> None:
+    """Kills this process as `kill -9` would when $LEAN_TEST_FAIL_AT names `point`, so a test
+    can interrupt a run at an exact moment instead of after a guessed delay. Points:
+    `batch:E:B` (after batch B of epoch E, both counted from 1)."""
+    if os.environ.get(CRASH_POINT_VARIABLE) == point:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _config_differences(saved: RunConfig, wanted: RunConfig) -> list[str]:
@@ -118,16 +134,36 @@ def _set_up_devices(train_config):
     return strategy, where
 
 
-def _compile(model, config: RunConfig) -> None:
-    """The task's loss and metrics (lean.tasks) with the run's optimizer."""
-    from lean import tasks
+def _compile(model, config: RunConfig, steps_per_epoch: int) -> None:
+    """The task's loss and metrics (lean.tasks) with the run's refinements (lean.training):
+    optimizer and learning-rate schedule, label smoothing, between-class KL, distillation."""
+    from lean.training.losses import build_loss, build_metrics
+    from lean.training.schedules import build_optimizer
 
-    model_config = config.model
+    model_config, train_config = config.model, config.train
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=config.train.learning_rate),
-        loss=tasks.loss(model_config.task),
-        metrics=tasks.metrics(model_config.task, model_config.num_classes),
+        optimizer=build_optimizer(train_config, steps_per_epoch),
+        loss=build_loss(train_config, model_config.task, model_config.num_classes),
+        metrics=build_metrics(train_config, model_config.task, model_config.num_classes),
     )
+
+
+def check_refinements(config: RunConfig, dataset) -> None:
+    """The refinement options against the dataset, the model and the teacher, before any audio
+    is read: a one-line LeanError naming the option otherwise."""
+    from lean.training.options import check_teacher, check_train_config
+
+    train_config, model_config = config.train, config.model
+    check_train_config(train_config, model_config.task, dataset.num_classes)
+    if train_config.teacher is not None:
+        check_teacher(train_config.teacher, dataset.labels, model_config.task, model_config.input)
+    if train_config.specaugment is not None:
+        from lean.models.registry import build_model
+        from lean.training.specaugment import spectrogram_frontends
+
+        if not spectrogram_frontends(build_model(model_config, load_pretrained=False)):
+            raise LeanError(f"--specaugment: model {model_config.name!r} has no spectrogram "
+                            "frontend to mask (SpecAugment masks frequency bins and time frames)")
 
 
 def resolve_dataset(config: RunConfig):
@@ -183,6 +219,7 @@ def train(config: RunConfig, run_dir: str | Path, cache_dir: Optional[str | Path
                                  val_fold=dataset.val_fold),
         lean_version=__version__,
     )
+    check_refinements(config, dataset)
     monitor = task(config.model.task).monitor
     options = {"max_windows_per_epoch": max_windows_per_epoch}
     labels = labels_text(dataset.labels)
@@ -276,9 +313,12 @@ def _index_splits(dataset, cache, config: RunConfig, run_dir: Path, progress: bo
 
 def _fit(config: RunConfig, dataset, cache, indexes: dict, run_dir: Path, state: Optional[dict],
          options: dict, progress: bool) -> dict:
-    from lean.data.pipeline import build_window_dataset, steps_per_epoch
+    from lean.data.pipeline import build_window_dataset, steps_per_epoch, training_example_ids
     from lean.models.registry import build_model
     from lean.tasks import task
+    from lean.training.mixing import build_mixer, mix_batches
+    from lean.training.schedules import ScheduleLog, build_learning_rate
+    from lean.training.specaugment import with_spec_augment, without_spec_augment
 
     train_config = config.train
     monitor = task(config.model.task).monitor
@@ -287,6 +327,7 @@ def _fit(config: RunConfig, dataset, cache, indexes: dict, run_dir: Path, state:
     keras.utils.set_random_seed(train_config.seed)
 
     first_epoch = state["epoch"] if state else 0
+    global_batch = train_config.batch_size
     with strategy.scope():
         if state:
             model = load_checkpoint(run_dir / CHECKPOINT_DIR / state["checkpoint"])
@@ -297,24 +338,50 @@ def _fit(config: RunConfig, dataset, cache, indexes: dict, run_dir: Path, state:
             if model.outputs[0].dtype != "float32":
                 raise LeanError(f"model {config.model.name} outputs {model.outputs[0].dtype}, "
                                 "not float32: its head breaks the family contract")
-            _compile(model, config)
+        # A training build with an open time axis (waveform_input(variable_length=True)) trains
+        # on each clip's first window, each batch cut to its shortest clip; validation, like
+        # evaluation, always uses full windows.
+        clip_starts = model.inputs[0].shape[1] is None
+        steps = steps_per_epoch(len(training_example_ids(indexes["train"], clip_starts)),
+                                global_batch, options["max_windows_per_epoch"])
+        if not state:
+            if train_config.specaugment is not None:
+                # Trained through a copy that masks after the frontend; shares every weight.
+                model = with_spec_augment(model, train_config.specaugment, train_config.seed)
+            _compile(model, config, steps)
             state = {"epoch": 0, "checkpoint": None, "best_score": None, "best_epoch": None,
                      "history": [], "completed": False, "options": options}
     write_history_csv(run_dir / HISTORY_FILE, state["history"])
+    if clip_starts:
+        _log("one example per clip: its first window (a shorter clip whole), each batch cut to "
+             "its shortest clip")
 
-    global_batch = train_config.batch_size
     window_samples = config.model.window_samples
+    teacher = None
+    if train_config.teacher is not None:
+        from lean.training.distillation import teacher_soft_targets
+
+        teacher = teacher_soft_targets(config, dataset, cache, indexes["train"], run_dir,
+                                       progress)
     train_data = build_window_dataset(
         indexes["train"], dataset, cache, window_samples, global_batch,
         shuffle_seed=train_config.seed, epochs=(first_epoch, train_config.epochs),
-        max_windows_per_epoch=options["max_windows_per_epoch"],
+        max_windows_per_epoch=options["max_windows_per_epoch"], clip_starts=clip_starts,
+        window_targets=teacher,
     )
+    mixer = build_mixer(train_config, config.model.task, config.model.num_classes)
+    if mixer is not None:
+        train_data = mix_batches(train_data, mixer, train_config.seed, first_epoch,
+                                 steps).prefetch(2)
     val_data = build_window_dataset(indexes["val"], dataset, cache, window_samples, global_batch)
-    steps = steps_per_epoch(indexes["train"].num_windows, global_batch,
-                            options["max_windows_per_epoch"])
-    callbacks = [EpochCheckpoint(run_dir, state, train_config.epochs, monitor),
+    # ScheduleLog first: the callbacks after it read the learning rates it adds to the logs.
+    callbacks = [ScheduleLog(build_learning_rate(train_config, steps)),
+                 EpochCheckpoint(run_dir, state, train_config.epochs, monitor,
+                                 best_model=without_spec_augment(model)),
                  *_tensorboard_callbacks(run_dir),
                  TqdmProgress(steps, train_config.epochs, state, monitor, enabled=progress)]
+    if os.environ.get(CRASH_POINT_VARIABLE):
+        callbacks.append(CrashPoints())
     model.fit(train_data, epochs=train_config.epochs, initial_epoch=first_epoch,
               steps_per_epoch=steps, validation_data=val_data, callbacks=callbacks, shuffle=False,
               verbose=0)
@@ -342,12 +409,15 @@ class EpochCheckpoint(keras.callbacks.Callback):
     moment leaves the previous consistent state (and an unreferenced file at worst).
     """
 
-    def __init__(self, run_dir: Path, state: dict, epochs: int, monitor: str):
+    def __init__(self, run_dir: Path, state: dict, epochs: int, monitor: str, best_model=None):
         super().__init__()
         self.run_dir = run_dir
         self.state = state
         self.epochs = epochs
         self.monitor = monitor
+        # What best.keras holds: the trained model, or the same layers without training-only
+        # ones (SpecAugment), which the resume checkpoint keeps.
+        self.best_model = best_model
         self.started = time.monotonic()
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -361,7 +431,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
         score = float(logs[self.monitor])
         state = self.state
         if state["best_score"] is None or score > state["best_score"]:
-            save_keras_atomic(self.model, self.run_dir / BEST_MODEL)
+            save_keras_atomic(self.best_model or self.model, self.run_dir / BEST_MODEL)
             state["best_score"], state["best_epoch"] = score, done
         checkpoint = f"epoch-{done:04d}.keras"
         save_keras_atomic(self.model, self.run_dir / CHECKPOINT_DIR / checkpoint)
@@ -376,6 +446,15 @@ class EpochCheckpoint(keras.callbacks.Callback):
         if previous and previous != checkpoint:
             (self.run_dir / CHECKPOINT_DIR / previous).unlink(missing_ok=True)
 
+
+class CrashPoints(keras.callbacks.Callback):
+    """Offers each training batch end to `_crash_point` (tests only)."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch + 1
+
+    def on_train_batch_end(self, batch, logs=None):
+        _crash_point(f"batch:{self.epoch}:{batch + 1}")
 
 
 class TqdmProgress(keras.callbacks.Callback):
@@ -401,6 +480,7 @@ class TqdmProgress(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         self.bar.close()
         logs = logs or {}
-        parts = [f"{key} {float(value):.4f}" for key, value in sorted(logs.items())]
+        parts = [f"{key} {float(value):{'.3g' if key.startswith('lr_') else '.4f'}}"
+                 for key, value in sorted(logs.items())]
         _log(f"epoch {epoch + 1}/{self.epochs}: {', '.join(parts)}; best {self.monitor} "
              f"{self.state['best_score']:.4f} at epoch {self.state['best_epoch']}")

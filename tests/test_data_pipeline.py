@@ -59,3 +59,35 @@ def test_stereo_windows_with_one_hot_targets_once_per_epoch(tmp_path):
             assert label.sum() == 1.0  # one-hot
             seen.append(window.tobytes())
     assert sorted(seen) == sorted(expected)
+
+
+def test_clip_starts_cut_each_batch_to_its_shortest_clip(tmp_path):
+    """For a model with an open time axis: each clip once per epoch, its first window (a
+    shorter clip whole, not repeated), every batch as long as its shortest member."""
+    dataset = load_dataset(write_stereo_esc50(tmp_path / "data"))
+    cache = AudioCache(tmp_path / "cache", RATE, channels=2)
+    train = dataset.clips("train")
+    index = build_window_index(train, cache, WINDOW, progress=False)
+    starts = {clip.fname: load_audio(clip.path, RATE, channels=2)[:WINDOW] for clip in train}
+    data = build_window_dataset(index, dataset, cache, WINDOW, batch_size=4, shuffle_seed=2,
+                                epochs=(0, 2), clip_starts=True)
+    assert data.element_spec[0].shape.as_list() == [None, None, 2]
+    epoch, epochs, lengths = [], [], set()
+    for windows, labels in data.as_numpy_iterator():
+        for window, label in zip(windows, labels):
+            # The clip whose start this row is: same label, same leading samples.
+            matches = [name for name, start in starts.items() if len(start) >= len(window)
+                       and np.array_equal(start[:len(window)], window)]
+            assert len(matches) == 1
+            clip = next(c for c in train if c.fname == matches[0])
+            np.testing.assert_array_equal(label, dataset.label_matrix([clip])[0])
+            epoch.append(matches[0])
+        # Cut to the shortest member: one of the rows is that clip's whole start.
+        assert any(len(starts[name]) == windows.shape[1] for name in epoch[-len(windows):])
+        lengths.add(windows.shape[1])
+        if len(epoch) == len(train):
+            epochs.append(epoch)
+            epoch = []
+    assert len(epochs) == 2 and all(sorted(e) == sorted(starts) for e in epochs)
+    # 1 s clips cut their batches to 1 s; batches of 3.2 s and 5 s clips are a full window.
+    assert RATE in lengths and max(lengths) <= WINDOW

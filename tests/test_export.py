@@ -294,7 +294,8 @@ def test_converter_crash_becomes_a_clear_error():
 
     from lean_export.convert import convert_model
 
-    # FACTS.md: int8 calibration of a Keras 3 LSTM (a WHILE loop) segfaults in the converter.
+    # Measured with TF 2.21: int8 calibration of a Keras 3 LSTM (a WHILE loop) segfaults in the
+    # converter.
     waveform = keras.Input((16000,), batch_size=1, name="waveform")
     frames = keras.layers.Reshape((40, 400))(waveform)
     scores = keras.layers.Dense(3, activation="sigmoid")(keras.layers.LSTM(4)(frames))

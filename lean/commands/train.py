@@ -15,6 +15,8 @@ from lean.command_line import (
 )
 from lean.config import ModelConfig, RunConfig, TrainConfig
 from lean.tasks import TASKS
+from lean.training.options import add_arguments as add_refinement_arguments
+from lean.training.options import check_train_config, train_config_values
 
 # The default family member (building a ModelConfig here would import TensorFlow for --help).
 DEFAULT_MODEL = "lean"
@@ -52,7 +54,7 @@ def register(subparsers) -> None:
     parser.add_argument("--epochs", type=positive_int, default=defaults.epochs)
     parser.add_argument("--batch-size", type=positive_int, default=defaults.batch_size)
     parser.add_argument("--lr", type=positive_float, default=defaults.learning_rate,
-                        help="Adam learning rate")
+                        help="learning rate (the peak of --lr-schedule and --warmup)")
     parser.add_argument("--yamnet-weights", type=Path, default=None,
                         help="official yamnet.h5 (or TF Hub SavedModel dir) for a model with a "
                         "YAMNet trunk (the param yamnet_weights); without it the trunk starts random")
@@ -76,6 +78,7 @@ def register(subparsers) -> None:
     parser.add_argument("--json", action="store_true",
                         help="print the final training state as JSON on stdout")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_refinement_arguments(parser)
     parser.set_defaults(func=run)
 
 
@@ -101,19 +104,19 @@ def run(args) -> int:
     from lean.train import resolve_dataset, train
 
     data = data_config_from_args(args)
+    # Malformed refinement options fail here, before the dataset is looked at.
+    train_config = TrainConfig(
+        epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
+        seed=args.seed, mixed_precision=not args.no_mixed_precision,
+        multi_gpu=not args.no_multi_gpu, on_bad_audio=args.on_bad_audio,
+        **train_config_values(args),
+    )
     # The task follows the dataset's layout unless --task says otherwise.
     task = args.task
     if task is None:
         task = resolve_dataset(RunConfig(data=data)).task
-    config = RunConfig(
-        model=model_config_from_args(args, task),
-        train=TrainConfig(
-            epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
-            seed=args.seed, mixed_precision=not args.no_mixed_precision,
-            multi_gpu=not args.no_multi_gpu, on_bad_audio=args.on_bad_audio,
-        ),
-        data=data,
-    )
+    check_train_config(train_config, task)
+    config = RunConfig(model=model_config_from_args(args, task), train=train_config, data=data)
     state = train(config, args.out, cache_dir=args.cache_dir,
                   max_windows_per_epoch=args.max_windows_per_epoch,
                   progress=not args.no_progress)

@@ -126,7 +126,7 @@ class WindowReader:
     """Reads window k of clip c from the cache, as `training_windows` cuts it."""
 
     def __init__(self, index: WindowIndex, cache: AudioCache, window_samples: int,
-                 label_matrix: np.ndarray):
+                 label_matrix: np.ndarray, window_targets: Optional[np.ndarray] = None):
         self.index = index
         self.window_samples = window_samples
         # One window's shape, as the model's InputSpec.shape: [window_samples] mono,
@@ -134,6 +134,8 @@ class WindowReader:
         channels = cache.channels
         self.window_shape = (window_samples,) if channels == 1 else (window_samples, channels)
         self.label_matrix = label_matrix
+        # Per-window target columns appended to the clip's (distillation's teacher outputs).
+        self.window_targets = window_targets
         # Memory maps of recently used clips: a clip's windows come back every epoch, and opening
         # the cache file per window would cost more than slicing it. Bounded: the kernel limits
         # how many mappings a process may hold.
@@ -145,8 +147,23 @@ class WindowReader:
         for row, window_id in enumerate(window_ids):
             audio = self._audio_of_clip(int(self.index.clip_of_window[window_id]))
             windows[row] = self._window(audio, int(self.index.window_in_clip[window_id]))
+        return windows, self._targets(window_ids)
+
+    def read_clip_starts(self, window_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The clips' first `window_samples` (all of a shorter clip, unrepeated), every one cut
+        to the batch's shortest, with their targets."""
+        starts = [self._audio_of_clip(int(self.index.clip_of_window[window_id]))
+                  [:self.window_samples] for window_id in window_ids]
+        length = min(len(start) for start in starts)
+        windows = np.stack([np.asarray(start[:length], dtype=np.float32) for start in starts])
+        return windows, self._targets(window_ids)
+
+    def _targets(self, window_ids: np.ndarray) -> np.ndarray:
+        """The windows' clip targets, with the per-window target columns appended."""
         labels = self.label_matrix[self.index.clip_of_window[window_ids]]
-        return windows, labels
+        if self.window_targets is not None:
+            labels = np.concatenate([labels, self.window_targets[window_ids]], axis=1)
+        return labels
 
     def _window(self, audio: np.ndarray, position: int) -> np.ndarray:
         start = position * self.window_samples
@@ -155,14 +172,29 @@ class WindowReader:
         return training_windows(np.asarray(audio), self.window_samples)[position]
 
 
+def iter_window_batches(index: WindowIndex, cache: AudioCache, window_samples: int,
+                        batch_size: int = 256) -> Iterator[np.ndarray]:
+    """The windows of `index` in index order, unshuffled and unaugmented, as float32 batches
+    (for one pass of a model over a split: a teacher's outputs, a network's features)."""
+    reader = WindowReader(index, cache, window_samples,
+                          np.zeros((len(index.clips), 0), dtype=np.float32))
+    for start in range(0, index.num_windows, batch_size):
+        yield reader.read(np.arange(start, min(start + batch_size, index.num_windows)))[0]
+
+
 def build_window_dataset(index: WindowIndex, dataset: Dataset, cache: AudioCache,
                          window_samples: int, batch_size: int, shuffle_seed: Optional[int] = None,
                          epochs: Optional[tuple[int, int]] = None,
-                         max_windows_per_epoch: Optional[int] = None):
+                         max_windows_per_epoch: Optional[int] = None,
+                         clip_starts: bool = False,
+                         window_targets: Optional[np.ndarray] = None):
     """A batched, prefetching tf.data pipeline of (windows, targets [B, C]).
 
     Windows are [B, window_samples] for a mono cache, [B, window_samples, channels] otherwise;
     targets are the dataset's label matrix rows (multi-hot, or one-hot for single-label).
+    With `clip_starts` each clip gives one example, its first `window_samples` (a shorter clip
+    whole), and each batch is cut to its shortest member ([B, shortest(, channels)]): how the
+    CAB-CNN paper trains on clips of any length, for a model whose time axis is open.
 
     Args:
         index: the split's windows (from `build_window_index`).
@@ -175,35 +207,48 @@ def build_window_dataset(index: WindowIndex, dataset: Dataset, cache: AudioCache
             order an uninterrupted one would have seen.
         epochs: (first, end) epoch numbers to generate when shuffling (training).
         max_windows_per_epoch: keep only this many windows of each epoch's permutation.
+        clip_starts: one example per clip, batches cut to their shortest (see above).
+        window_targets: float32 [num_windows, E] columns appended to each window's targets,
+            which become [B, C + E] (knowledge distillation's teacher probabilities).
 
     Returns:
         `tf.data.Dataset` of `(windows, labels)` float32 batches.
     """
     import tensorflow as tf
 
-    reader = WindowReader(index, cache, window_samples, dataset.label_matrix(index.clips))
-    num_classes = dataset.num_classes
-    num_windows = index.num_windows
+    reader = WindowReader(index, cache, window_samples, dataset.label_matrix(index.clips),
+                          window_targets)
+    # The examples, as window ids: every window, or each clip's first.
+    example_ids = training_example_ids(index, clip_starts)
+    num_windows = len(example_ids)
     if num_windows == 0:
         raise LeanError(f"{dataset.root}: no usable windows in this split")
+    read = reader.read_clip_starts if clip_starts else reader.read
+    window_shape = (None, *reader.window_shape[1:]) if clip_starts else reader.window_shape
+    num_targets = dataset.num_classes
+    if window_targets is not None:
+        if len(window_targets) != index.num_windows:
+            raise LeanError(f"{len(window_targets)} per-window targets for {index.num_windows} "
+                            "windows")
+        num_targets += window_targets.shape[1]
 
     def read_batch(window_ids):
         windows, labels = tf.numpy_function(
-            reader.read, [window_ids], (tf.float32, tf.float32), stateful=False
+            read, [window_ids], (tf.float32, tf.float32), stateful=False
         )
-        windows.set_shape([None, *reader.window_shape])
-        labels.set_shape([None, num_classes])
+        windows.set_shape([None, *window_shape])
+        labels.set_shape([None, num_targets])
         return windows, labels
 
     if shuffle_seed is None:
-        ids = tf.data.Dataset.range(num_windows).batch(batch_size)
+        ids = tf.data.Dataset.from_tensor_slices(example_ids).batch(batch_size)
     else:
         first, end = epochs
         per_epoch = min(num_windows, max_windows_per_epoch or num_windows)
 
         def epoch_ids(epoch):
             order = tf.random.experimental.stateless_shuffle(
-                tf.range(num_windows, dtype=tf.int64),
+                tf.constant(example_ids),
                 seed=tf.stack([tf.cast(shuffle_seed, tf.int64), epoch]),
             )
             return tf.data.Dataset.from_tensor_slices(order[:per_epoch]).batch(batch_size)
@@ -216,6 +261,13 @@ def build_window_dataset(index: WindowIndex, dataset: Dataset, cache: AudioCache
         .prefetch(tf.data.AUTOTUNE)
         .with_options(options)
     )
+
+
+def training_example_ids(index: WindowIndex, clip_starts: bool = False) -> np.ndarray:
+    """Window ids of a split's training examples: all windows, or each clip's first window."""
+    if clip_starts:
+        return np.flatnonzero(index.window_in_clip == 0).astype(np.int64)
+    return np.arange(index.num_windows, dtype=np.int64)
 
 
 def steps_per_epoch(num_windows: int, batch_size: int,

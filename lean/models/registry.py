@@ -30,21 +30,30 @@ class Entry:
     builder: Builder
     # The family's params dataclass (its defaults are the paper's values).
     params: type = NoParams
-    # The input the paper uses; a run may ask for another.
-    input: InputSpec = InputSpec()
+    # The input the paper uses; a run may ask for another. A function of the params when one of
+    # them sets it (CAB-CNN's `seconds` is its window), so that value has one source.
+    input: InputSpec | Callable[[object], InputSpec] = InputSpec()
     # The paper's task; every member builds for either (a dataset's layout picks it).
     task: str = "multilabel"
+
+    def default_input(self, params=None) -> InputSpec:
+        """The input a config with these params (default: the family's defaults) takes."""
+        if callable(self.input):
+            return self.input(params if params is not None else self.params())
+        return self.input
 
 
 _REGISTRY: dict[str, Entry] = {}
 
 
-def register(name: str, description: str, params: type = NoParams, input: InputSpec = InputSpec(),
+def register(name: str, description: str, params: type = NoParams,
+             input: InputSpec | Callable[[object], InputSpec] = InputSpec(),
              task: str = "multilabel") -> Callable[[Builder], Builder]:
     """Decorator adding a family member.
 
     `@register("lean", description="...", params=LeanParams, input=InputSpec(16000, 1, 1.0))`;
-    `params` is a frozen dataclass whose defaults are the paper's values.
+    `params` is a frozen dataclass whose defaults are the paper's values. `input` may be a
+    function `params -> InputSpec` when a family param sets the input (e.g. its window length).
     """
     if not dataclasses.is_dataclass(params):
         raise TypeError(f"model {name!r}: params must be a dataclass, not {params!r}")
@@ -100,7 +109,7 @@ def complete_model_config(config: ModelConfig) -> dict:
     elif not isinstance(params, family.params):
         raise LeanError(f"model {config.name!r} takes {family.params.__name__}, not "
                         f"{type(params).__name__}")
-    model_input = config.input if config.input is not None else family.input
+    model_input = config.input if config.input is not None else family.default_input(params)
     if isinstance(model_input, dict):
         model_input = InputSpec(**model_input)
     return {"task": task, "input": model_input, "params": params}
@@ -202,6 +211,7 @@ def load_model(path: str | Path):
     import keras
 
     import lean.models  # noqa: F401  (registers the custom layers)
+    import lean.training.svm  # noqa: F401  (a `lean svm` run's folded head)
 
     path = Path(path)
     if not path.is_file():
@@ -216,27 +226,42 @@ def load_model(path: str | Path):
 def export_ready_copy(model, config: ModelConfig):
     """The export-ready build (static batch 1, TFLite-friendly) of `model`, with its weights.
 
-    Weights are copied layer by layer by name; a layer missing from `model` or with different
-    weight shapes is an error, so no weight is ever left at its random initialization.
+    Weights are copied layer by layer by name (`copy_weights_by_name`), so no weight is ever
+    left at its random initialization.
     """
     export_config = dataclasses.replace(config, export_ready=True)
     exported = build_model(export_config, load_pretrained=False)
-    source_layers = {layer.name: layer for layer in model.layers}
-    for layer in exported.layers:
+    copy_weights_by_name(model, exported)
+    return exported
+
+
+def copy_weights_by_name(source, target) -> None:
+    """Copies every weighted layer of `target` from the layer of the same name in `source`.
+
+    Nested models (a trunk, a whole tagger model) are matched layer by layer inside, so their
+    layers may differ in kind between builds as long as names and weight shapes agree. A layer
+    missing from `source` or with other weight shapes is a LeanError.
+    """
+    import keras
+
+    source_layers = {layer.name: layer for layer in source.layers}
+    for layer in target.layers:
         if not layer.weights:
             continue
-        source = source_layers.get(layer.name)
-        if source is None:
-            raise LeanError(f"model {model.name!r} has no layer {layer.name!r} to copy weights from")
-        values = source.get_weights()
+        match = source_layers.get(layer.name)
+        if match is None:
+            raise LeanError(f"model {source.name!r} has no layer {layer.name!r} to copy weights from")
+        if isinstance(layer, keras.Model) and isinstance(match, keras.Model):
+            copy_weights_by_name(match, layer)
+            continue
+        values = match.get_weights()
         shapes = [tuple(v.shape) for v in layer.weights]
         if [tuple(v.shape) for v in values] != shapes:
             raise LeanError(
                 f"layer {layer.name!r}: weight shapes {[tuple(v.shape) for v in values]} "
-                f"do not match the export build's {shapes}"
+                f"do not match {target.name!r}'s {shapes}"
             )
         layer.set_weights(values)
-    return exported
 
 
 __all__ = [
@@ -244,6 +269,7 @@ __all__ = [
     "NoParams",
     "build_model",
     "complete_model_config",
+    "copy_weights_by_name",
     "describe",
     "entry",
     "export_ready_copy",
