@@ -134,9 +134,10 @@ def _set_up_devices(train_config):
     return strategy, where
 
 
-def _compile(model, config: RunConfig, steps_per_epoch: int) -> None:
+def _compile(model, config: RunConfig, steps_per_epoch: Optional[int] = None) -> None:
     """The task's loss and metrics (lean.tasks) with the run's refinements (lean.training):
-    optimizer and learning-rate schedule, label smoothing, between-class KL, distillation."""
+    optimizer and learning-rate schedule (which needs `steps_per_epoch`), label smoothing,
+    between-class KL, distillation."""
     from lean.training.losses import build_loss, build_metrics
     from lean.training.schedules import build_optimizer
 

@@ -49,16 +49,22 @@ def data(tmp_path_factory) -> Path:
     return write_stereo_esc50(tmp_path_factory.mktemp("refinements") / "esc50")
 
 
-@pytest.fixture(scope="module")
-def teacher(data, tmp_path_factory) -> Path:
-    """A distillation teacher, itself trained with between-class learning."""
+def _train_here(data: Path, root: Path, *args) -> Path:
+    """`lean train` in this process (which knows the test models); returns the run directory."""
     from lean.cli import main
 
     register_test_models()
-    root = tmp_path_factory.mktemp("teacher")
     run_dir = root / "run"
-    assert main(["train", "--data", str(data), "--out", str(run_dir), *SHORT_RUN,
-                 "--between-class", "--lr", "0.01", "--cache-dir", str(root / "cache")]) == 0
+    assert main(["train", "--data", str(data), "--out", str(run_dir), "--cache-dir",
+                 str(root / "cache"), *map(str, args)]) == 0
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def teacher(data, tmp_path_factory) -> Path:
+    """A distillation teacher, itself trained with between-class learning."""
+    run_dir = _train_here(data, tmp_path_factory.mktemp("teacher"), *SHORT_RUN,
+                          "--between-class", "--lr", "0.01")
     assert [row["epoch"] for row in _history(run_dir)] == ["1", "2", "3"]
     return run_dir
 
@@ -146,15 +152,10 @@ def test_every_option_is_in_config_json_and_tensorboard(killed_and_resumed, teac
 @pytest.fixture(scope="module")
 def refined_run(data, tmp_path_factory) -> dict:
     """A short real training with mixup, label smoothing and gradual warmup."""
-    from lean.cli import main
-
-    register_test_models()
     root = tmp_path_factory.mktemp("refined")
-    run_dir = root / "run"
-    assert main(["train", "--data", str(data), "--out", str(run_dir), "--model", TINY_MODEL,
-                 "--fold", "1", "--epochs", "8", "--batch-size", "8", "--lr", "0.01",
-                 "--seed", "1", "--mixup", "0.2", "--label-smoothing", "0.1", "--warmup",
-                 "gradual:2", "--no-progress", "--cache-dir", str(root / "cache")]) == 0
+    run_dir = _train_here(data, root, "--model", TINY_MODEL, "--fold", "1", "--epochs", "8",
+                          "--batch-size", "8", "--lr", "0.01", "--seed", "1", "--mixup", "0.2",
+                          "--label-smoothing", "0.1", "--warmup", "gradual:2", "--no-progress")
     return {"run": run_dir, "cache": root / "cache", "root": root}
 
 

@@ -149,6 +149,13 @@ def teacher_soft_targets(config, dataset, cache, index, run_dir: str | Path,
     def compute() -> np.ndarray:
         teacher = load_run(train.teacher)
         batches = iter_window_batches(index, cache, window_samples)
+        if teacher.config.svm is not None and teacher.config.svm.kernel != "linear":
+            # An RBF SVM head scores on the host only: logits from its probabilities.
+            from lean.inference import load_predictor
+
+            predictor = load_predictor(train.teacher)
+            scores = np.concatenate([predictor.predict(windows) for windows in batches])
+            return logits_from_probabilities(scores, model_config.task)
         return teacher_logits(teacher.model, model_config.task, batches, index.num_windows,
                               progress)
 

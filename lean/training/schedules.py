@@ -8,6 +8,7 @@ stores with the optimizer, so a resumed run continues at exactly the step it sto
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import keras
 from keras import ops
@@ -83,16 +84,18 @@ class RefinedSchedule(keras.optimizers.schedules.LearningRateSchedule):
                 "warmup_mode": self.warmup_mode}
 
 
-def build_learning_rate(train, steps_per_epoch: int):
+def build_learning_rate(train, steps_per_epoch: Optional[int]):
     """A TrainConfig's learning rate: the plain float when constant without warmup (today's
-    behaviour, exactly), else a `RefinedSchedule`."""
+    behaviour, exactly), else a `RefinedSchedule` over `steps_per_epoch` steps per epoch."""
     if train.lr_schedule == "constant" and train.warmup is None:
         return train.learning_rate
+    if steps_per_epoch is None:
+        raise ValueError("a learning-rate schedule needs the number of steps per epoch")
     return RefinedSchedule(train.learning_rate, steps_per_epoch, train.epochs,
                            train.lr_schedule, train.warmup, train.warmup_mode)
 
 
-def build_optimizer(train, steps_per_epoch: int):
+def build_optimizer(train, steps_per_epoch: Optional[int] = None):
     """Adam, or SGD with momentum, at the TrainConfig's learning rate (schedule); weight decay
     decoupled as Keras applies it (each step subtracts lr * W * weight)."""
     learning_rate = build_learning_rate(train, steps_per_epoch)
