@@ -355,6 +355,26 @@ def test_param_overrides_from_the_command_line(tagger_run):
     assert record["model"]["input"] == {"sample_rate": 16000, "channels": 1, "window_seconds": 1.0}
 
 
+def test_lean_train_takes_another_input_spec():
+    import argparse
+
+    from lean.cli import build_parser
+    from lean.command_line import input_spec
+    from lean.commands.train import model_config_from_args
+
+    assert input_spec("16000:1:2.5") == InputSpec(16000, 1, 2.5)
+    for text in ("16000:2", "16000:0:1", "a:b:c"):
+        with pytest.raises(argparse.ArgumentTypeError, match="RATE:CHANNELS:SECONDS"):
+            input_spec(text)
+    args = build_parser().parse_args(["train", "--data", "d", "--out", "o", "--model",
+                                      "scene_cnn", "--input", "16000:1:2.0"])
+    config = model_config_from_args(args, "single_label")
+    assert config.input == InputSpec(16000, 1, 2.0)
+    args = build_parser().parse_args(["train", "--data", "d", "--out", "o", "--model",
+                                      "scene_cnn"])
+    assert model_config_from_args(args, "single_label").input == SCENE_INPUT
+
+
 def test_another_tagger_is_recorded_again(tmp_path, tagger_run):
     other = make_tagger_run(tmp_path / "other", dataclasses.replace(
         _tiny_tagger_config(), num_classes=3))
