@@ -159,11 +159,14 @@ def float_node_names(tensor_names: list[str], scopes: tuple[str, ...]) -> list[s
     return chosen
 
 
-def softmax_layer_paths(model_bytes: bytes) -> list[str]:
+def softmax_layer_paths(model_bytes: bytes, layer_names=None) -> list[str]:
     """Name paths ("serving/model/layer/") of the Keras layers that hold a SOFTMAX op.
 
-    A softmax directly under the model (no layer of its own) is left out: keeping its whole
-    path float would keep the whole model float.
+    With `layer_names` (every layer name of the model, nested models' included) the path ends
+    at the innermost layer around the op, so a softmax inside a nested model (a tagger inside
+    a scene model) keeps only its own layer float, not the whole nested model. A softmax
+    directly under the model (no layer of its own) is left out: keeping its whole path float
+    would keep the whole model float.
     """
     from lean_export.verify import op_list
 
@@ -172,11 +175,26 @@ def softmax_layer_paths(model_bytes: bytes) -> list[str]:
         if op["op"] != "SOFTMAX":
             continue
         parts = op["output_name"].split(";")[0].split("/")
-        if len(parts) >= 4:
-            path = "/".join(parts[:3]) + "/"
+        depth = 3
+        if layer_names is not None:
+            # TensorFlow names a layer's scope after it, with "_N" for repeated scopes.
+            inner = [index for index, part in enumerate(parts[:-1])
+                     if part in layer_names or re.sub(r"_\d+$", "", part) in layer_names]
+            depth = max(inner, default=1) + 1
+        if len(parts) > depth >= 3:
+            path = "/".join(parts[:depth]) + "/"
             if path not in paths:
                 paths.append(path)
     return paths
+
+
+def all_layer_names(model) -> set[str]:
+    """The names of `model`'s layers and of every nested model's layers."""
+    names = set()
+    for layer in getattr(model, "layers", ()):
+        names.add(layer.name)
+        names |= all_layer_names(layer)
+    return names
 
 
 WEIGHTED_OPS = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "BATCH_MATMUL")
@@ -381,7 +399,7 @@ def _convert_in_this_process(model, quantization: QuantizationConfig, windows, p
             "must carry its layer name)"
         )
     if quantization.float_softmax_layers:
-        layers = softmax_layer_paths(calibrated)
+        layers = softmax_layer_paths(calibrated, all_layer_names(model))
         details["float_layers"] = layers
         denylisted += [name for name in names if name not in denylisted
                        and any(part.startswith(layer) for part in name.split(";") for layer in layers)]

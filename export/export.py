@@ -320,6 +320,8 @@ def export_run(
     if quantization.needs_calibration:
         _log(f"reading {calibration_count} calibration windows from the train split", progress)
         calibration = calibration_windows(dataset, window_samples, calibration_count, cache)
+        # [N, samples * channels]: a multi-channel model's serving input is interleaved.
+        calibration = calibration.reshape(len(calibration), -1)
     _log(f"converting ({quantization.mode}) in a child process", progress)
     started = time.perf_counter()
     model_bytes, details = convert_model(serving, quantization, calibration, progress=progress)

@@ -51,6 +51,19 @@ def positive_float(text: str) -> float:
     return value
 
 
+def input_spec(text: str):
+    """RATE:CHANNELS:SECONDS (e.g. 16000:2:2.5) as an InputSpec (argparse type)."""
+    from lean.config import InputSpec
+
+    try:
+        rate, channels, seconds = text.split(":")
+        return InputSpec(int(rate), int(channels), float(seconds))
+    except (ValueError, LeanError):
+        raise argparse.ArgumentTypeError(
+            f"expected RATE:CHANNELS:SECONDS with positive values (e.g. 16000:1:1.0), not {text}"
+        ) from None
+
+
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     """--layout, --fold and --val-fold: which layout a dataset folder is and which folds
     become eval and val (folds layouts: ESC-50, UrbanSound8K, a folds CSV)."""

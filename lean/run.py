@@ -10,6 +10,9 @@ One owner of the format, used by training (writes it), inference, evaluation and
     history.csv          one row per epoch; tensorboard/ the same as event files
     data_summary.json    clips and windows per split; skipped_files.txt the unreadable files
     teacher_logits.npy   with --teacher: the teacher's logits per training window (+ .json)
+    parts/NAME/          copies (config.json, labels.txt, best.keras) of the trained runs the
+                         model is built from, e.g. scene_cnn's tagger, as they were when the
+                         run started; the model itself holds their weights
 
 A run written by `lean svm` (config.json's `svm` set) also holds svm.joblib, the scikit-learn
 SVM, and svm.json, its report; its best.keras is the network with the linear SVM folded into
@@ -25,7 +28,7 @@ from pathlib import Path
 
 from lean.config import RunConfig, load_json
 from lean.errors import LeanError
-from lean.io import atomic_path, atomic_write_text
+from lean.io import atomic_path, atomic_write_bytes, atomic_write_text
 
 CONFIG_FILE = "config.json"
 LABELS_FILE = "labels.txt"
@@ -40,6 +43,7 @@ TEACHER_LOGITS_FILE = "teacher_logits.npy"
 TEACHER_LOGITS_INFO_FILE = "teacher_logits.json"
 SVM_FILE = "svm.joblib"
 SVM_REPORT_FILE = "svm.json"
+PARTS_DIR = "parts"
 # What a finished run must have; the rest is written along the way.
 RUN_FILES = (CONFIG_FILE, LABELS_FILE, BEST_MODEL)
 
@@ -115,6 +119,29 @@ def save_keras_atomic(model, path: Path) -> None:
             staging.unlink(missing_ok=True)
 
 
+def copy_parts(run_dir: str | Path, model_config) -> list[Path]:
+    """Copies the runs `model_config`'s model is built from (its registry entry's `parts`) into
+    RUN_DIR/parts/NAME, each file atomically; a part already there is kept (a resumed run
+    keeps the copy it started from).
+
+    Returns:
+        The part directories, in the entry's order.
+    """
+    from lean.models.registry import entry
+
+    parts = entry(model_config.name).parts
+    copied = []
+    for name, source in (parts(model_config) if parts else {}).items():
+        target = Path(run_dir) / PARTS_DIR / name
+        if not all((target / file).is_file() for file in RUN_FILES):
+            read_run_config(source)  # a finished run, or a one-line error naming it
+            target.mkdir(parents=True, exist_ok=True)
+            for file in RUN_FILES:
+                atomic_write_bytes(target / file, (Path(source) / file).read_bytes())
+        copied.append(target)
+    return copied
+
+
 def is_temporary(path: Path) -> bool:
     """The hidden files of `lean.io.atomic_path` (and of `save_keras_atomic`'s staging)."""
     return path.name.startswith(".") and path.name.endswith((".tmp", ".tmp.keras"))
@@ -127,6 +154,7 @@ __all__ = [
     "DATA_SUMMARY_FILE",
     "HISTORY_FILE",
     "LABELS_FILE",
+    "PARTS_DIR",
     "RUN_FILES",
     "Run",
     "SKIPPED_FILES",
@@ -136,6 +164,7 @@ __all__ = [
     "TENSORBOARD_DIR",
     "TEACHER_LOGITS_FILE",
     "TEACHER_LOGITS_INFO_FILE",
+    "copy_parts",
     "is_temporary",
     "label_lines",
     "labels_text",

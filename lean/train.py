@@ -29,6 +29,7 @@ from lean.run import (
     SKIPPED_FILES,
     STATE_FILE,
     TENSORBOARD_DIR,
+    copy_parts,
     is_temporary,
     labels_text,
     save_keras_atomic,
@@ -234,6 +235,7 @@ def train(config: RunConfig, run_dir: str | Path, cache_dir: Optional[str | Path
     _remove_leftover_temporaries(run_dir)
     save_json(config, run_dir / CONFIG_FILE)
     atomic_write_text(run_dir / LABELS_FILE, labels)
+    copy_parts(run_dir, config.model)
 
     model_input = config.model.input
     cache = AudioCache(cache_dir or default_cache_dir(), model_input.sample_rate,

@@ -71,6 +71,27 @@ def test_float_node_names_match_layer_scopes_in_fused_names():
     assert float_node_names(names, ()) == []
 
 
+def test_softmax_layer_paths_end_at_the_innermost_layer(monkeypatch):
+    import lean_export.verify
+    from lean_export.convert import softmax_layer_paths
+
+    names = [
+        # LEAN's attention: the softmax directly in its layer.
+        "serving_1/lean_1/context_1/Softmax",
+        # A tagger nested in a scene model: only the tagger's attention layer, not the tagger.
+        "serving_1/scene_cnn_1/tagger_1/context_1/Softmax;serving_1/scene_cnn_1/tagger_1/x",
+        # A softmax directly under the model is left out.
+        "serving_1/scene_cnn_1/Softmax",
+    ]
+    monkeypatch.setattr(lean_export.verify, "op_list", lambda model_bytes: [
+        {"op": "SOFTMAX", "output_name": name} for name in names])
+    layers = {"lean", "context", "scene_cnn", "tagger"}
+    assert softmax_layer_paths(b"", layers) == [
+        "serving_1/lean_1/context_1/", "serving_1/scene_cnn_1/tagger_1/context_1/"]
+    # Without layer names: serving graph / model / first layer, as before.
+    assert softmax_layer_paths(b"")[1] == "serving_1/scene_cnn_1/tagger_1/"
+
+
 def _fake_run(run_dir, **config_values):
     """A run directory whose files exist; the checks under test run before the model loads."""
     from lean.config import ModelConfig, RunConfig, save_json

@@ -10,6 +10,7 @@ from pathlib import Path
 from lean.command_line import (
     add_data_arguments,
     data_config_from_args,
+    input_spec,
     positive_float,
     positive_int,
 )
@@ -48,6 +49,9 @@ def register(subparsers) -> None:
     parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                         help="set a family parameter (repeatable; `lean models --json` lists each "
                         "model's parameters and defaults; nested ones as frontend.mel_bands=80)")
+    parser.add_argument("--input", type=input_spec, default=None, metavar="RATE:CHANNELS:SECONDS",
+                        help="the model's input (e.g. 16000:1:2.0; default: the model's own, "
+                        "`lean models` lists it): sample rate, channels, window length")
     parser.add_argument("--task", choices=tuple(TASKS), default=None,
                         help="multilabel or single_label (default: what the dataset's layout is)")
     add_data_arguments(parser)
@@ -96,7 +100,7 @@ def model_config_from_args(args, task: str) -> ModelConfig:
             raise LeanError(f"{args.yamnet_weights}: YAMNet weights not found")
         assignments.append(f"yamnet_weights={args.yamnet_weights.absolute()}")
     params = parse_param_overrides(args.model, assignments)
-    return ModelConfig(name=args.model, task=task, params=params,
+    return ModelConfig(name=args.model, task=task, input=args.input, params=params,
                        trainable_backbone=args.trainable_backbone)
 
 

@@ -35,6 +35,9 @@ class Entry:
     input: InputSpec | Callable[[object], InputSpec] = InputSpec()
     # The paper's task; every member builds for either (a dataset's layout picks it).
     task: str = "multilabel"
+    # parts(config) -> {name: run directory}: the trained runs a model is built from (a
+    # tagger); `lean train` copies each into RUN_DIR/parts/NAME (lean.run.copy_parts).
+    parts: Callable[[ModelConfig], dict] | None = None
 
     def default_input(self, params=None) -> InputSpec:
         """The input a config with these params (default: the family's defaults) takes."""
@@ -48,12 +51,15 @@ _REGISTRY: dict[str, Entry] = {}
 
 def register(name: str, description: str, params: type = NoParams,
              input: InputSpec | Callable[[object], InputSpec] = InputSpec(),
-             task: str = "multilabel") -> Callable[[Builder], Builder]:
+             task: str = "multilabel", parts: Callable[[ModelConfig], dict] | None = None
+             ) -> Callable[[Builder], Builder]:
     """Decorator adding a family member.
 
     `@register("lean", description="...", params=LeanParams, input=InputSpec(16000, 1, 1.0))`;
     `params` is a frozen dataclass whose defaults are the paper's values. `input` may be a
     function `params -> InputSpec` when a family param sets the input (e.g. its window length).
+    `parts(config)` names the trained runs the model is built from, which a new run keeps
+    copies of.
     """
     if not dataclasses.is_dataclass(params):
         raise TypeError(f"model {name!r}: params must be a dataclass, not {params!r}")
@@ -63,7 +69,7 @@ def register(name: str, description: str, params: type = NoParams,
     def add(builder: Builder) -> Builder:
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is registered twice")
-        _REGISTRY[name] = Entry(name, description, builder, params, input, task)
+        _REGISTRY[name] = Entry(name, description, builder, params, input, task, parts)
         return builder
 
     return add

@@ -70,6 +70,9 @@ class SceneCnnParams:
     leaky_relu_slope: float = 0.3
     # Table 1: Code FC(64), linear (the SVM back-end reads it).
     code_units: int = 64
+    # BatchNorm's moving-average momentum (Keras's default; small datasets with few steps per
+    # epoch need less, e.g. 0.9, for the inference statistics to catch up).
+    batch_norm_momentum: float = 0.99
     # A multi-label `lean` run directory whose tag vector conditions the scene model.
     tagger: Optional[str] = None
     # Sec. 3.1: codecat = [code ; T]; before_code = FC(64)([pooled ; T']) (Table 2).
@@ -111,6 +114,8 @@ def _check_params(params: SceneCnnParams) -> None:
     """The one-line errors of settings that cannot work, before anything is built."""
     if not 0.0 <= params.pre_emphasis < 1.0:
         raise _error(f"pre_emphasis={params.pre_emphasis} must be in [0, 1)")
+    if not 0.0 <= params.batch_norm_momentum < 1.0:
+        raise _error(f"batch_norm_momentum={params.batch_norm_momentum} must be in [0, 1)")
     for key in ("filters", "stem_kernel", "blocks", "kernel_size", "pool_size", "code_units",
                 "tag_units"):
         if getattr(params, key) < 1:
@@ -338,6 +343,10 @@ def _leaky_relu(params: SceneCnnParams, name: str):
     return keras.layers.LeakyReLU(negative_slope=params.leaky_relu_slope, name=name)
 
 
+def _batch_norm(params: SceneCnnParams, name: str):
+    return keras.layers.BatchNormalization(momentum=params.batch_norm_momentum, name=name)
+
+
 def _conv(params: SceneCnnParams, name: str):
     # Same padding keeps the length for the identity shortcut; Table 1's lengths need it.
     return keras.layers.Conv1D(params.filters, params.kernel_size, padding="same", name=name)
@@ -349,17 +358,17 @@ def _residual_block(x, params: SceneCnnParams, index: int):
     shortcut = x
     if params.block_order == "post_activation":
         x = _conv(params, f"{name}_conv1")(x)
-        x = keras.layers.BatchNormalization(name=f"{name}_bn1")(x)
+        x = _batch_norm(params, f"{name}_bn1")(x)
         x = _leaky_relu(params, f"{name}_lrelu1")(x)
         x = _conv(params, f"{name}_conv2")(x)
-        x = keras.layers.BatchNormalization(name=f"{name}_bn2")(x)
+        x = _batch_norm(params, f"{name}_bn2")(x)
         x = keras.layers.Add(name=f"{name}_add")([shortcut, x])
         x = _leaky_relu(params, f"{name}_lrelu2")(x)
     else:
-        x = keras.layers.BatchNormalization(name=f"{name}_bn1")(x)
+        x = _batch_norm(params, f"{name}_bn1")(x)
         x = _leaky_relu(params, f"{name}_lrelu1")(x)
         x = _conv(params, f"{name}_conv1")(x)
-        x = keras.layers.BatchNormalization(name=f"{name}_bn2")(x)
+        x = _batch_norm(params, f"{name}_bn2")(x)
         x = _leaky_relu(params, f"{name}_lrelu2")(x)
         x = _conv(params, f"{name}_conv2")(x)
         x = keras.layers.Add(name=f"{name}_add")([shortcut, x])
@@ -396,10 +405,17 @@ def _check_input(config: ModelConfig) -> None:
                      f"({needed / config.input.sample_rate:.3f} s at {config.input.sample_rate} Hz)")
 
 
+def tagger_part(config: ModelConfig) -> dict:
+    """The tagger run a new scene run keeps a copy of (RUN_DIR/parts/tagger)."""
+    if config.params.tagger_record is None:
+        return {}
+    return {TAGGER_LAYER: tagger_record(config.params).path}
+
+
 @register(NAME, description="raw-waveform residual CNN for acoustic scenes, optionally "
           "conditioned on a tagger run's tag vector (Jung et al. 2020; 717,898 params at 10 "
           "classes without tags, paper: 676k)", params=SceneCnnParams, input=SCENE_INPUT,
-          task="single_label")
+          task="single_label", parts=tagger_part)
 def build_scene_cnn(config: ModelConfig, load_pretrained: bool = True) -> keras.Model:
     """The scene CNN of Table 1, with the tag conditioning its params ask for.
 
@@ -423,7 +439,7 @@ def build_scene_cnn(config: ModelConfig, load_pretrained: bool = True) -> keras.
     # x has shape [B, 39999, 128] in the paper: strided conv, stride = filter length.
     x = keras.layers.Conv1D(params.filters, params.stem_kernel, strides=params.stem_kernel,
                             padding="valid", name="stem_conv")(x)
-    x = keras.layers.BatchNormalization(name="stem_bn")(x)
+    x = _batch_norm(params, "stem_bn")(x)
     x = _leaky_relu(params, "stem_lrelu")(x)
     for index in range(1, params.blocks + 1):
         # x has shape [B, TABLE_1_LENGTHS[index], 128] in the paper.
