@@ -7,6 +7,7 @@ import dataclasses
 import io
 import json
 import os
+import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -25,6 +26,8 @@ STATE_FILE = "state.json"
 MONITOR = "val_pr_auc"
 # Settings that may differ between a run and its resumption without changing what is trained.
 RESUMABLE_DIFFERENCES = ("lean_version",)
+# Names a point at which the process kills itself (see `_crash_point`); set by tests only.
+CRASH_POINT_VARIABLE = "LEAN_TEST_FAIL_AT"
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,7 @@ def save_keras_atomic(model, path: Path) -> None:
         staging = tmp.with_name(tmp.name + ".keras")
         try:
             model.save(staging)
+            _crash_point(f"staged:{path.name}")
             os.replace(staging, tmp)
         finally:
             staging.unlink(missing_ok=True)
@@ -107,12 +111,38 @@ def _is_temporary(path: Path) -> bool:
     return path.name.startswith(".") and path.name.endswith((".tmp", ".tmp.keras"))
 
 
-def _remove_leftover_temporaries(run_dir: Path) -> None:
-    """A kill -9 inside an atomic write leaves its hidden temporary file; it is never read."""
-    for folder in (run_dir, run_dir / CHECKPOINT_DIR):
-        if folder.is_dir():
-            for leftover in filter(_is_temporary, list(folder.iterdir())):
-                leftover.unlink(missing_ok=True)
+def _is_checkpoint(path: Path) -> bool:
+    """A resume checkpoint written by `EpochCheckpoint` (epoch-NNNN.keras)."""
+    return path.name.startswith("epoch-") and path.suffix == ".keras"
+
+
+def _remove_leftovers(run_dir: Path, state: Optional[dict]) -> None:
+    """Removes what a kill -9 leaves and nothing ever reads, and says so in one line: the hidden
+    temporaries of atomic writes, and resume checkpoints that state.json does not name (a kill
+    between writing state.json and deleting the previous checkpoint keeps both; each is a whole
+    model with its optimizer state, 18 MB for LEAN)."""
+    named = state.get("checkpoint") if state else None
+    removed = []
+    for folder, holds_checkpoints in ((run_dir, False), (run_dir / CHECKPOINT_DIR, True)):
+        if not folder.is_dir():
+            continue
+        for path in sorted(folder.iterdir()):
+            stale = holds_checkpoints and _is_checkpoint(path) and path.name != named
+            if stale or _is_temporary(path):
+                path.unlink(missing_ok=True)
+                removed.append(str(path.relative_to(run_dir)))
+    if removed:
+        _log(f"removed {len(removed)} file(s) an interrupted run left in {run_dir}: "
+             f"{', '.join(removed)}")
+
+
+def _crash_point(point: str) -> None:
+    """Kills this process as `kill -9` would when $LEAN_TEST_FAIL_AT names `point`, so a test
+    can interrupt a run at an exact moment instead of after a guessed delay. Points:
+    `staged:FILE.keras` (inside the atomic save of FILE, before its rename) and `state-written:N`
+    (after epoch N's state.json, before the previous checkpoint is deleted)."""
+    if os.environ.get(CRASH_POINT_VARIABLE) == point:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _config_differences(saved: RunConfig, wanted: RunConfig) -> list[str]:
@@ -199,13 +229,13 @@ def train(config: RunConfig, data_dir: str | Path, run_dir: str | Path,
     options = {"max_windows_per_epoch": max_windows_per_epoch}
     labels_text = "".join(f"{label}\n" for label in dataset.labels)
     state = _check_existing_run(run_dir, config, labels_text, options)
+    _remove_leftovers(run_dir, state)
     if state and state.get("completed"):
         _log(f"{run_dir} is complete: {state['epoch']} epochs, best {MONITOR} "
              f"{state['best_score']:.4f} at epoch {state['best_epoch']}")
         return state
 
     run_dir.mkdir(parents=True, exist_ok=True)
-    _remove_leftover_temporaries(run_dir)
     save_json(config, run_dir / "config.json")
     atomic_write_text(run_dir / "labels.txt", labels_text)
 
@@ -348,7 +378,8 @@ class EpochCheckpoint(keras.callbacks.Callback):
     history.csv, then the state JSON that points at them.
 
     The state file is written last and names the checkpoint it belongs to, so a kill at any
-    moment leaves the previous consistent state (and an unreferenced file at worst).
+    moment leaves the previous consistent state (and an unreferenced file at worst, which the
+    next start removes).
     """
 
     def __init__(self, run_dir: Path, state: dict, epochs: int):
@@ -381,6 +412,8 @@ class EpochCheckpoint(keras.callbacks.Callback):
         state.update(epoch=done, checkpoint=checkpoint, completed=done >= self.epochs)
         atomic_write_text(self.run_dir / CHECKPOINT_DIR / STATE_FILE,
                           json.dumps(state, indent=2) + "\n")
+        # A kill here keeps `previous` on disk: the next start removes it (`_remove_leftovers`).
+        _crash_point(f"state-written:{done}")
         if previous and previous != checkpoint:
             (self.run_dir / CHECKPOINT_DIR / previous).unlink(missing_ok=True)
 
