@@ -114,16 +114,18 @@ class LoopbackDevice:
                                    stderr=open(self.work_dir / f"adbd-{port}.log", "a"))
         self._adbds[port] = process
         # The adbd inside nsenter is nsenter's child: record the real pid for the stand-ins.
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
+        # An adbd that exits at once (its port still held) is restarted by connect().
+        deadline = time.monotonic() + 60
+        while process.poll() is None:
             children = Path(f"/proc/{process.pid}/task/{process.pid}/children")
             pids = children.read_text().split() if children.exists() else []
             if pids or self._is_adbd(process.pid):
                 if port == ADBD_PORTS[0]:
                     (self.state_dir / "adbd.pid").write_text(pids[0] if pids else str(process.pid))
                 break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"adbd for port {port} did not start within 60 s")
             time.sleep(0.05)
-        time.sleep(0.3)
 
     @staticmethod
     def _is_adbd(pid: int) -> bool:
@@ -134,7 +136,8 @@ class LoopbackDevice:
 
     def connect(self, serial: str = SERIAL) -> None:
         port = int(serial.rsplit(":", 1)[1])
-        deadline = time.monotonic() + 20
+        # Retries until adbd listens; the limit only turns a hang into a clear failure.
+        deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             process = self._adbds.get(port)
             if process is not None and process.poll() is not None:
