@@ -388,3 +388,28 @@ def test_checkpoints_that_state_json_does_not_name_are_removed(tmp_path, capsys)
     assert "epoch-0002.keras" not in {path.name for path in checkpoints.iterdir()}
     _remove_leftovers(tmp_path / "run", None)
     assert capsys.readouterr().err.count("\n") == 1  # the second call had nothing to say
+
+
+def test_a_run_from_a_random_trunk_names_the_settings_that_learn(tmp_path, capsys):
+    from lean.cli import main
+
+    # No val clips: each run stops with an error right after its start-up lines.
+    data = make_tone_dataset(tmp_path / "data", clips_per_split=(4, 0, 4))
+    weights = tmp_path / "yamnet.h5"
+    weights.write_bytes(b"only its presence matters before the model is built")
+    advice = ("without the official weights train with --finetune-yamnet --lr 1e-3 "
+              "--batch-size 32 (as scripts/quickstart.sh does)")
+    cases = [
+        ([], "lean train: note: no --yamnet-weights, so the frozen YAMNet trunk stays random and "
+             f"only the head trains, which learns almost nothing; {advice}"),
+        (["--finetune-yamnet"], "lean train: note: no --yamnet-weights, so the YAMNet trunk "
+                                f"trains from random init, which learns slowly at --lr 0.0001; {advice}"),
+        (["--finetune-yamnet", "--lr", "1e-3"], None),
+        (["--yamnet-weights", str(weights)], None),
+    ]
+    for number, (flags, note) in enumerate(cases):
+        out = tmp_path / f"run{number}"
+        assert main(["train", "--data", str(data), "--out", str(out), "--no-progress", *flags]) == 2
+        err = capsys.readouterr().err.splitlines()
+        assert err[-1].endswith("the val split has no clips"), err
+        assert [line for line in err if "note:" in line] == ([note] if note else []), flags
