@@ -176,9 +176,12 @@ class LoopbackDevice:
         return result
 
     def popen(self, command: list[str]) -> subprocess.Popen:
-        """Starts a command inside without waiting (output captured as text)."""
+        """Starts a command inside without waiting (output captured as text). Its SIGINT is at
+        the default, as for a terminal's foreground job, so Ctrl-C can be sent to it: a shell
+        that runs the tests in the background would pass SIGINT on ignored."""
         return subprocess.Popen(self._enter(command), env=self.env, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, cwd=str(self.work_dir))
+                                stderr=subprocess.PIPE, text=True, cwd=str(self.work_dir),
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
     def stop(self) -> None:
         if self._namespace is None:
