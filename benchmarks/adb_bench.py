@@ -61,7 +61,8 @@ def hotter_than(current: Thermal, baseline: Thermal, margin_c: float) -> Optiona
 
 
 def wait_to_cool(adb: Adb, baseline: Thermal, options: AdbBenchOptions,
-                 say: Callable[[str], None], sleep: Callable[[float], None] = time.sleep) -> dict:
+                 say: Callable[[str], None], sleep: Callable[[float], None] = time.sleep,
+                 clock: Callable[[], float] = time.monotonic) -> dict:
     """Waits (bounded) until the device is back to its starting thermal state; says so."""
     current = read_thermal(adb)
     reason = hotter_than(current, baseline, options.cool_margin_c)
@@ -69,12 +70,12 @@ def wait_to_cool(adb: Adb, baseline: Thermal, options: AdbBenchOptions,
         return {"waited_s": 0.0, "reason": reason, "cooled": reason is None}
     say(f"{adb.serial}: waiting up to {options.cool_timeout_s:.0f} s for the phone to cool "
         f"({reason})")
-    start = time.monotonic()
-    while reason is not None and time.monotonic() - start < options.cool_timeout_s:
+    start = clock()
+    while reason is not None and clock() - start < options.cool_timeout_s:
         sleep(options.cool_poll_s)
         current = read_thermal(adb)
         reason = hotter_than(current, baseline, options.cool_margin_c)
-    waited = time.monotonic() - start
+    waited = clock() - start
     if reason is None:
         say(f"{adb.serial}: cooled down after {waited:.0f} s")
     else:

@@ -155,15 +155,23 @@ class DeviceEvalJob:
             f"&& wc -c < windows.f32")
         return status == 0 and output.strip().isdigit() and int(output.strip()) == expected
 
-    def device_rows_growing(self, wait_s: float) -> bool:
-        """True when the device's scores.f32 grows within wait_s: a job from an earlier run is
-        still going, and a second start would write the same file twice."""
-        command = f"wc -c < {quote(self.remote_dir + '/scores.f32')} 2>/dev/null"
-        _, before = self.adb.shell(command)
-        time.sleep(wait_s)
-        _, after = self.adb.shell(command)
-        return before.strip().isdigit() and after.strip().isdigit() and \
-            int(after.strip()) > int(before.strip())
+    def device_score_bytes(self) -> Optional[int]:
+        """Size of the device's scores.f32 (None when it cannot be read)."""
+        _, output = self.adb.shell(f"wc -c < {quote(self.remote_dir + '/scores.f32')} 2>/dev/null")
+        return int(output.strip()) if output.strip().isdigit() else None
+
+    def device_rows_grow(self, before: Optional[int], wait_s: float, poll_s: float) -> bool:
+        """True when the device's scores.f32 grows past `before` bytes within wait_s: a job from
+        an earlier run is still going, and a second start would write the same file twice."""
+        deadline = time.monotonic() + wait_s
+        while before is not None:
+            time.sleep(max(0.0, min(poll_s, deadline - time.monotonic())))
+            after = self.device_score_bytes()
+            if after is not None and after > before:
+                return True
+            if time.monotonic() >= deadline:
+                break
+        return False
 
     def remove_device_folder(self) -> None:
         self.adb.shell(f"rm -rf {quote(self.remote_dir)}", timeout=120.0)
@@ -319,7 +327,15 @@ def run_device_eval(model: str, data_dir: str, split: str = "eval", serial: Opti
             if not job.device_has_inputs():
                 job.push_inputs(model_path, num_classes)
             status = job.device_status()
-            if status.get("state") == "running" and job.device_rows_growing(max(5.0, 3 * poll_s)):
+            following = False
+            if status.get("state") == "running":
+                # A status left by an app that was killed also says running: only growth counts.
+                wait_s = max(5.0, 3 * poll_s)
+                before = job.device_score_bytes()
+                say(f"{adb.serial}: the device reports this job as running; watching up to "
+                    f"{wait_s:.0f} s whether it still scores")
+                following = job.device_rows_grow(before, wait_s, poll_s)
+            if following:
                 say(f"{adb.serial}: the app is still scoring this job; following it")
             elif status.get("state") != "done":
                 job.start()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import textwrap
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -63,25 +64,39 @@ def write_json(report: dict, path: Optional[str]) -> None:
         atomic_write_text(path, text)
 
 
-def plot_latency(rows: Sequence[dict], title: str, place: str, path: str) -> None:
-    """Bar chart of median latency (with min..p90 range) per model and thread count."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def latency_figure(rows: Sequence[dict], title: str, place: str):
+    """Bar chart of median latency (with min..p90 range) per model and thread count, as a
+    matplotlib Figure whose every text lies inside it."""
+    from matplotlib.figure import Figure
 
     labels = [f"{row['model_name']}\n{row['threads']} thr" for row in rows]
     medians = [row.get("median_ms") or 0.0 for row in rows]
     lower = [max(0.0, (row.get("median_ms") or 0.0) - (row.get("min_ms") or 0.0)) for row in rows]
     upper = [max(0.0, (row.get("p90_ms") or 0.0) - (row.get("median_ms") or 0.0)) for row in rows]
-    figure, axis = plt.subplots(figsize=(max(5.0, 1.1 * len(rows) + 2), 4.2))
+    width = max(5.0, 1.1 * len(rows) + 2)
+    figure = Figure(figsize=(width, 4.2))
+    axis = figure.subplots()
     positions = range(len(rows))
     axis.bar(positions, medians, yerr=[lower, upper], capsize=4, color="#4c72b0")
     axis.set_xticks(list(positions))
     axis.set_xticklabels(labels, fontsize=8)
-    axis.set_ylabel("latency per 1 s window (ms): median, bars min..p90")
-    axis.set_title(f"{title}\nmeasured on {place}", fontsize=9)
+    axis.set_ylabel("latency per 1 s window (ms)\nmedian, bars min..p90")
+    # About 11 characters per inch at 9 pt: the host line wraps instead of leaving the figure
+    # (at one line it ran past both edges and over the y-axis label).
+    place_lines = textwrap.fill(f"measured on {place}", width=int(11 * width))
+    axis.set_title(f"{title}\n{place_lines}", fontsize=9)
     figure.tight_layout()
+    boxes = [label.get_window_extent() for label in axis.get_xticklabels()]
+    if any(left.overlaps(right) for left, right in zip(boxes, boxes[1:])):
+        # Names too long for their bars: slanted, not printed over each other.
+        for label in axis.get_xticklabels():
+            label.set(rotation=25, horizontalalignment="right", rotation_mode="anchor")
+        figure.tight_layout()
+    return figure
+
+
+def plot_latency(rows: Sequence[dict], title: str, place: str, path: str) -> None:
+    """Writes `latency_figure` as a PNG."""
+    figure = latency_figure(rows, title, place)
     with atomic_path(path) as tmp:
         figure.savefig(tmp, format="png", dpi=120)
-    plt.close(figure)

@@ -268,6 +268,11 @@ def export_run(
     run_dir, output = Path(run_dir), Path(output)
     if output.suffix != ".tflite":
         raise LeanError(f"{output}: the output file name must end in .tflite")
+    staged = _staging_path(output)
+    if staged.is_file():
+        # A kill -9 while verifying skips the clean-up below; nothing ever reads that copy.
+        staged.unlink()
+        _log(f"removed {staged}, left by an interrupted export", progress)
     if calibration_count < 1:
         raise LeanError(f"--calibration-windows must be at least 1, got {calibration_count}")
     if latency_runs < 50:
@@ -331,7 +336,6 @@ def export_run(
     model_bytes = add_metadata(model_bytes, info)
 
     # Verify a staged copy; only a model that passes replaces `output` (atomic rename).
-    staged = output.with_name(f".{output.stem}.verifying.tflite")
     staged.parent.mkdir(parents=True, exist_ok=True)
     try:
         staged.write_bytes(model_bytes)
@@ -352,6 +356,11 @@ def export_run(
         staged.unlink(missing_ok=True)
     _log(f"wrote {output} ({report['file_size_bytes']:,} bytes) and its report", progress)
     return report
+
+
+def _staging_path(output: Path) -> Path:
+    """The hidden copy verified beside `output` before it replaces it."""
+    return output.with_name(f".{output.stem}.verifying.tflite")
 
 
 def _verify(staged: Path, output: Path, run_dir: Path, config, quantization, details, parity,

@@ -23,6 +23,7 @@ reads.
 from __future__ import annotations
 
 import os
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,6 +108,20 @@ def write_labels_file(path: str | Path, labels) -> None:
     atomic_write_text(path, labels_text(labels))
 
 
+# Names a point at which the process kills itself (see `crash_point`); set by tests only.
+CRASH_POINT_VARIABLE = "LEAN_TEST_FAIL_AT"
+
+
+def crash_point(point: str) -> None:
+    """Kills this process as `kill -9` would when $LEAN_TEST_FAIL_AT names `point`, so a test
+    can interrupt a run at an exact moment instead of after a guessed delay. Points:
+    `batch:E:B` (after batch B of epoch E, both counted from 1), `staged:FILE.keras` (inside the
+    atomic save of FILE, before its rename), `state-written:N` (after epoch N's state.json,
+    before the previous checkpoint is deleted)."""
+    if os.environ.get(CRASH_POINT_VARIABLE) == point:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def save_keras_atomic(model, path: Path) -> None:
     """Writes a .keras file so that `path` holds the old or the new model, never a partial one."""
     with atomic_path(path) as tmp:
@@ -114,6 +129,7 @@ def save_keras_atomic(model, path: Path) -> None:
         staging = tmp.with_name(tmp.name + ".keras")
         try:
             model.save(staging)
+            crash_point(f"staged:{path.name}")
             os.replace(staging, tmp)
         finally:
             staging.unlink(missing_ok=True)
@@ -151,6 +167,7 @@ __all__ = [
     "BEST_MODEL",
     "CHECKPOINT_DIR",
     "CONFIG_FILE",
+    "CRASH_POINT_VARIABLE",
     "DATA_SUMMARY_FILE",
     "HISTORY_FILE",
     "LABELS_FILE",
@@ -165,6 +182,7 @@ __all__ = [
     "TEACHER_LOGITS_FILE",
     "TEACHER_LOGITS_INFO_FILE",
     "copy_parts",
+    "crash_point",
     "is_temporary",
     "label_lines",
     "labels_text",

@@ -7,7 +7,9 @@ tests/adb_loopback). Nothing here is a phone measurement, and the reports must s
 
 import json
 import shutil
+import signal
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -52,7 +54,9 @@ def test_adb_benchmark_end_to_end(device, files):
         "adb", str(first), str(broken), str(second),
         "--benchmark-binary", str(loopback.STANDIN_DIR / "benchmark_model"),
         "--threads", "1,2", "--runs", "7", "--warmup", "2", "--profile",
-        "--cool-poll", "0.2", "--cool-timeout", "10",
+        # Cooling is counted in readings (each cools the stand-in battery by 2 °C), not in
+        # seconds: the timeout only guards against a hang.
+        "--cool-poll", "0.2", "--cool-timeout", "300",
         "--device-dir", str(device.device_tmp), "--json", str(out)], check=False)
     assert result.returncode == 1, result.stderr  # one model failed on the device
     report = json.loads(out.read_text())
@@ -66,7 +70,7 @@ def test_adb_benchmark_end_to_end(device, files):
     assert ("broken.tflite (1 threads, xnnpack) failed on the device: "
             "tensorflow/lite/kernels/batch_matmul.cc:353") in result.stderr
     # The stand-in benchmark_model warms the battery by 6 °C per run: the harness waits.
-    assert "waiting up to 10 s for the phone to cool (battery 30.5 -> " in result.stderr
+    assert "waiting up to 300 s for the phone to cool (battery 30.5 -> " in result.stderr
     assert "cooled down after" in result.stderr
     assert "first.tflite (2 threads) op profile: TfLiteXNNPackDelegate 49.87 ms (96.1 %), RESHAPE " \
         "2.02 ms (3.9 %)" in result.stdout
@@ -249,31 +253,58 @@ def test_adb_eval_device_error_is_quoted(device, files):
 
 def test_adb_eval_follows_a_job_still_running_on_the_device(device, files):
     """The host is interrupted (Ctrl-C) while the app keeps scoring: the rerun must follow that
-    job, not start a second one writing the same scores.f32."""
-    import signal
-    import time
-
+    job, not start a second one writing the same scores.f32. The stand-in job holds after two
+    windows until the test releases it, so every step waits for an event, not for a delay."""
     second, data = files[1], files[3]
     job_dir = device.work_dir / "follow-job"
-    command = LEAN_BENCH + ["adb-eval", str(second), "--data", str(data), "--serial",
-                            loopback.SERIAL, "--job-dir", str(job_dir), "--poll", "0.1",
-                            "--device-eval-dir", str(device.device_eval_root)]
+    release = device.work_dir / "follow-release"
+
+    def command(poll_s: str) -> list[str]:
+        return LEAN_BENCH + ["adb-eval", str(second), "--data", str(data), "--serial",
+                             loopback.SERIAL, "--job-dir", str(job_dir), "--poll", poll_s,
+                             "--device-eval-dir", str(device.device_eval_root)]
+
     starts_log = device.state_dir / "eval_starts.log"
     starts_before = starts_log.read_text().split() if starts_log.exists() else []
-    (device.state_dir / "eval_delay_s").write_text("0.25")
+    (device.state_dir / "hold_after").write_text(f"2 {release}")
     try:
-        first_attempt = device.popen(command)
-        deadline = time.monotonic() + 60
-        while not (job_dir / "scores.f32").exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
+        first_attempt = device.popen(command("0.1"))
+        # The held job cannot finish, so the host is still following it when interrupted.
+        _wait_for(lambda: (job_dir / "scores.f32").exists()
+                  and (job_dir / "scores.f32").stat().st_size >= 4 * 3,
+                  first_attempt, "the first attempt pulling a row of the held job")
         first_attempt.send_signal(signal.SIGINT)
-        _, error = first_attempt.communicate(timeout=30)
+        _, error = first_attempt.communicate(timeout=120)
         assert first_attempt.returncode == 130, error
-        (device.state_dir / "eval_delay_s").write_text("0.05")
-        result = device.run(command, check=False)
+        # The rerun finds the job still held at "running"; it is released once the rerun has
+        # read the size of scores.f32 it watches, so it sees the job grow. A long --poll makes
+        # the rerun watch up to 3 x 10 s (it stops at the first growth): on a loaded machine a
+        # few adb round trips take seconds, and the watch must not end before the job moves.
+        rerun = device.popen(command("10"))
+        said = []
+        for line in rerun.stderr:
+            said.append(line)
+            if "reports this job as running; watching" in line:
+                release.touch()
+                break
+        said.append(rerun.stderr.read())  # through the same buffer as the lines above
+        rerun.wait(timeout=60)
     finally:
-        (device.state_dir / "eval_delay_s").write_text("0")
-    assert result.returncode == 0, result.stderr
-    assert "the app is still scoring this job; following it" in result.stderr
+        release.touch()
+        (device.state_dir / "hold_after").unlink(missing_ok=True)
+    stderr = "".join(said)
+    assert rerun.returncode == 0, stderr
+    assert "the app is still scoring this job; following it" in stderr
     # One start only: the job the first attempt launched.
     assert starts_log.read_text().split() == starts_before + ["0"]
+
+
+def _wait_for(condition, process, event: str, limit_s: float = 300.0) -> None:
+    """Waits for an event of the command under test; the limit only turns a hang into a failure."""
+    deadline = time.monotonic() + limit_s
+    while not condition():
+        if process.poll() is not None:
+            pytest.fail(f"waiting for {event}, the command ended: {process.communicate()}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"waiting for {event}: nothing after {limit_s:.0f} s")
+        time.sleep(0.05)

@@ -104,3 +104,39 @@ def test_host_broken_model_names_the_file(tmp_path, capsys):
     assert cli.main(["host", str(broken), "--runs", "2"]) == 2
     error = capsys.readouterr().err.strip().splitlines()[-1]
     assert error.startswith(f"lean-bench: error: {broken}: LiteRT could not run it (")
+
+
+@pytest.mark.parametrize("count", [1, 4, 8])
+@pytest.mark.parametrize("cpu", ["this host", "a long CPU name"])
+def test_latency_plot_keeps_every_text_inside_the_figure(count, cpu):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.text import Text
+
+    from lean_bench.report import host_place, latency_figure
+
+    place = host_place() if cpu == "this host" else (
+        "host CPU Intel(R) Xeon(R) Platinum 8481C CPU @ 2.70GHz (224 logical cores, int8 dot "
+        "product: avx512_vnni, amx_int8, avx_vnni, Linux x86_64)")
+    names = ["yamnet_float32.tflite", "lean_int8.tflite", "joint_affinity_dynamic_range.tflite"]
+    rows = [{"model_name": names[index // 2 % 3], "threads": 1 + index % 2,
+             "median_ms": 10.0 + index, "min_ms": 9.0 + index, "p90_ms": 12.0 + index}
+            for index in range(count)]
+    figure = latency_figure(rows, "lean-bench host: latency per 1 s window", place)
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    texts = [text for text in figure.findobj(Text) if text.get_visible() and text.get_text()]
+    assert any(place[-12:] in text.get_text() for text in texts)  # the place is shown, whole
+    width, height = figure.bbox.width, figure.bbox.height
+    for text in texts:
+        box = text.get_window_extent(renderer)
+        assert box.x0 >= 0 and box.y0 >= 0 and box.x1 <= width and box.y1 <= height, (
+            text.get_text(), box)
+    # Nothing is printed over anything else (the host line ran over the y-axis label). The
+    # boxes of labels slanted alike overlap while their letters do not, so those pairs are left.
+    for index, first in enumerate(texts):
+        for second in texts[index + 1:]:
+            if first.get_rotation() == second.get_rotation() != 0:
+                continue
+            assert not first.get_window_extent(renderer).overlaps(
+                second.get_window_extent(renderer)), (first.get_text(), second.get_text())

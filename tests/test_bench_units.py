@@ -43,10 +43,15 @@ def test_wait_to_cool_waits_until_back_to_baseline():
 
 
 def test_wait_to_cool_is_bounded_and_says_so():
-    adb, said = ScriptedThermalAdb([345]), []
-    options = AdbBenchOptions(benchmark_binary="bm", cool_timeout_s=0.3, cool_poll_s=0.05)
-    result = wait_to_cool(adb, BASELINE, options, said.append)
-    assert result["cooled"] is False and 0.3 <= result["waited_s"] < 5
+    adb, said, now = ScriptedThermalAdb([345]), [], [0.0]
+
+    def sleep(seconds):  # a clock that moves only when the harness sleeps: no timing luck
+        now[0] += seconds
+
+    options = AdbBenchOptions(benchmark_binary="bm", cool_timeout_s=0.3, cool_poll_s=0.125)
+    result = wait_to_cool(adb, BASELINE, options, said.append, sleep=sleep, clock=lambda: now[0])
+    # Polls at 0.125 and 0.25 s are still warm; the one at 0.375 s is past the timeout.
+    assert result["cooled"] is False and result["waited_s"] == 0.375 and adb.calls == 4
     assert said[-1].startswith("fake-serial: still warm after 0 s (battery 30.0 -> 34.5 °C); "
                                "continuing, the next numbers may be throttled")
 

@@ -131,6 +131,21 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert not (tmp_path / "m.tflite").exists()
 
 
+def test_the_staged_copy_a_killed_export_left_is_removed_by_the_next_export(tmp_path, capsys):
+    from lean_export.export import export_run
+
+    output = tmp_path / "out" / "m.tflite"
+    output.parent.mkdir()
+    leftover = output.parent / ".m.verifying.tflite"  # what kill -9 during verification leaves
+    leftover.write_bytes(b"TFL3 half verified")
+    # Removed first, even by an export that then fails (here: no run directory).
+    with pytest.raises(LeanError, match="absent: no such run directory"):
+        export_run(tmp_path / "absent", output, "float32")
+    assert capsys.readouterr().err.splitlines() == [
+        f"lean-export: removed {leftover}, left by an interrupted export"]
+    assert list(output.parent.iterdir()) == []
+
+
 def test_cli_help_does_not_import_tensorflow():
     code = ("import sys, contextlib, io\n"
             "from lean_export.cli import main\n"
@@ -246,6 +261,7 @@ def test_failed_map_gate_keeps_report_and_previous_model(tiny_run, tmp_path):
 
     output = tmp_path / "tiny_f32.tflite"
     output.write_bytes(b"previous model")
+    (tmp_path / ".tiny_f32.verifying.tflite").write_bytes(b"left by a killed export")
     # A negative allowed drop cannot be met: the gate must fail after measuring.
     with pytest.raises(LeanError, match=r"val mAP dropped by .* more than --max-drop -1"):
         export_run(tiny_run, output, "float32", max_drop=-1.0, progress=False)
@@ -255,6 +271,7 @@ def test_failed_map_gate_keeps_report_and_previous_model(tiny_run, tmp_path):
     # float32 export of the same graph: Keras and TFLite agree to float rounding.
     assert report["output_difference"]["max_abs_diff"] < 1e-5
     assert "**FAILED**" in output.with_suffix(".report.md").read_text()
+    # Neither the leftover nor this export's own staged copy remains.
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "tiny_f32.report.json", "tiny_f32.report.md", "tiny_f32.tflite"]
 

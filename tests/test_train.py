@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -101,41 +100,30 @@ def _assert_loadable(run_dir: Path, state: dict) -> None:
     assert load_run(run_dir).model.outputs[0].shape[-1] == len(TONE_LABELS)
 
 
+def _checkpoint_files(run_dir: Path) -> list[str]:
+    return sorted(path.name for path in (run_dir / "checkpoints").iterdir())
+
+
 @pytest.fixture(scope="module")
 def crash_resumed_run(tmp_path_factory):
-    """Trains in a subprocess, kill -9s it twice (right after epoch 1's checkpoint, then at a
-    random moment of the resumed run), and finishes it with the same command."""
+    """Trains in a subprocess that kills itself (SIGKILL, as kill -9) twice at exact points that
+    `lean.train` exposes for tests, then finishes the run with the same command: inside the atomic
+    save of epoch 2's checkpoint, and in the resumed run between epoch 3's state.json and the
+    removal of epoch 2's checkpoint."""
     root = tmp_path_factory.mktemp("train")
     data = make_tone_dataset(root / "data", bad_train_clip=True)
     run_dir = root / "run"
     command = _lean_command("train", "--data", data, "--out", run_dir, *TRAIN_ARGS)
     env = _environment(root / "cache")
     kills = []
-    for kill_after in ("first checkpoint", "random moment"):
-        process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
-                                   stderr=subprocess.PIPE, text=True)
-        deadline = time.monotonic() + 240
-        if kill_after == "first checkpoint":
-            while time.monotonic() < deadline and process.poll() is None:
-                state = _read_state(run_dir)
-                if state and state["epoch"] >= 1:
-                    break
-                time.sleep(0.02)
-        else:
-            # Start-up, indexing, checkpoint loading, a training step or a checkpoint write: any
-            # of them, but before the last epoch ends.
-            kill_at = time.monotonic() + np.random.default_rng().uniform(1.0, 12.0)
-            while time.monotonic() < kill_at and process.poll() is None:
-                state = _read_state(run_dir)
-                if state and state["epoch"] >= EPOCHS - 1:
-                    break
-                time.sleep(0.02)
-        assert process.poll() is None, f"training ended before the kill: {process.communicate()}"
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait()
+    for point in ("staged:epoch-0002.keras", "state-written:3"):
+        process = subprocess.run(command, env={**env, "LEAN_TEST_FAIL_AT": point},
+                                 capture_output=True, text=True, timeout=300)
+        assert process.returncode == -signal.SIGKILL, (point, process.stderr)
         state = _read_state(run_dir)
         _assert_loadable(run_dir, state)
-        kills.append({"epoch": state["epoch"], "stderr": process.stderr.read()})
+        kills.append({"point": point, "epoch": state["epoch"], "stderr": process.stderr,
+                      "files": _checkpoint_files(run_dir)})
     finished = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
     return {"data": data, "run": run_dir, "kills": kills, "finished": finished, "again": again,
@@ -147,8 +135,25 @@ def test_kill_9_resumes_from_last_completed_epoch(crash_resumed_run):
     run_dir, kills = crash_resumed_run["run"], crash_resumed_run["kills"]
     finished = crash_resumed_run["finished"]
     assert finished.returncode == 0, finished.stderr
-    assert f"resuming {run_dir} after epoch {kills[-1]['epoch']} of {EPOCHS}" in finished.stderr
-    assert kills[1]["epoch"] >= kills[0]["epoch"] >= 1
+    # Killed inside the save of epoch 2's checkpoint: state.json still names epoch 1's, and the
+    # save's two hidden temporaries are left.
+    assert kills[0]["epoch"] == 1
+    assert [name for name in kills[0]["files"] if not name.startswith(".")] == [
+        "epoch-0001.keras", "state.json"]
+    temporaries = [name for name in kills[0]["files"] if name.startswith(".epoch-0002.keras.")]
+    assert len(temporaries) == 2, kills[0]["files"]
+    # The resumed run removes them first and says so in one line, then dies after epoch 3's
+    # state.json: the checkpoint of epoch 2 that nothing names any more is still there.
+    assert f"resuming {run_dir} after epoch 1 of {EPOCHS}" in kills[1]["stderr"]
+    removed = [line for line in kills[1]["stderr"].splitlines() if "interrupted run left" in line]
+    assert removed == [f"lean train: removed 2 file(s) an interrupted run left in {run_dir}: "
+                       + ", ".join(f"checkpoints/{name}" for name in temporaries)], kills[1]["stderr"]
+    assert kills[1]["epoch"] == 3
+    assert kills[1]["files"] == ["epoch-0002.keras", "epoch-0003.keras", "state.json"]
+    # The next start removes it and resumes from the checkpoint state.json names.
+    assert (f"lean train: removed 1 file(s) an interrupted run left in {run_dir}: "
+            "checkpoints/epoch-0002.keras") in finished.stderr.splitlines()
+    assert f"resuming {run_dir} after epoch 3 of {EPOCHS}" in finished.stderr
     state = _read_state(run_dir)
     assert state["completed"] and state["epoch"] == EPOCHS
     # Each epoch appears once in the history, whatever was lost in the kills.
@@ -159,8 +164,7 @@ def test_kill_9_resumes_from_last_completed_epoch(crash_resumed_run):
     assert state["best_score"] == max(scores)
     assert state["best_epoch"] == 1 + scores.index(max(scores))
     # Only the latest resume checkpoint is kept; no temporary file is left behind.
-    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == [
-        f"epoch-{EPOCHS:04d}.keras", "state.json"]
+    assert _checkpoint_files(run_dir) == [f"epoch-{EPOCHS:04d}.keras", "state.json"]
     assert not list(run_dir.glob(".*.tmp*"))
     _assert_loadable(run_dir, state)
 
@@ -170,6 +174,7 @@ def test_rerun_of_a_finished_run_says_complete(crash_resumed_run):
     again = crash_resumed_run["again"]
     assert again.returncode == 0, again.stderr
     assert f"{crash_resumed_run['run']} is complete: {EPOCHS} epochs" in again.stderr
+    assert "interrupted run left" not in again.stderr  # nothing left to remove
 
 
 @pytest.mark.slow
@@ -349,8 +354,8 @@ def test_train_cli_user_errors_are_one_line(tmp_path, capsys):
         assert len(err) == 1 and message in err[0], err
 
 
-def test_a_kill_inside_the_first_write_does_not_block_the_rerun(tmp_path):
-    from lean.train import _check_existing_run, _remove_leftover_temporaries
+def test_a_kill_inside_the_first_write_does_not_block_the_rerun(tmp_path, capsys):
+    from lean.train import _check_existing_run, _remove_leftovers
 
     run_dir = tmp_path / "run"
     run_dir.mkdir()
@@ -360,8 +365,58 @@ def test_a_kill_inside_the_first_write_does_not_block_the_rerun(tmp_path):
     (run_dir / "checkpoints").mkdir()
     staging = run_dir / "checkpoints" / ".epoch-0001.keras.x1.tmp.keras"
     staging.write_bytes(b"PK")
-    _remove_leftover_temporaries(run_dir)
+    _remove_leftovers(run_dir, None)
     assert not leftover.exists() and not staging.exists()
+    assert capsys.readouterr().err == (
+        f"lean train: removed 2 file(s) an interrupted run left in {run_dir}: "
+        ".config.json.abc123.tmp, checkpoints/.epoch-0001.keras.x1.tmp.keras\n")
     (run_dir / "notes.txt").write_text("mine")
     with pytest.raises(LeanError, match="exists and is not a run directory"):
         _check_existing_run(run_dir, None, "", {})
+
+
+def test_checkpoints_that_state_json_does_not_name_are_removed(tmp_path, capsys):
+    from lean.train import _remove_leftovers
+
+    checkpoints = tmp_path / "run" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    for name in ("epoch-0001.keras", "epoch-0002.keras", "epoch-0003.keras", "state.json",
+                 "my-notes.keras", "README"):
+        (checkpoints / name).write_bytes(b"x")
+    _remove_leftovers(tmp_path / "run", {"epoch": 2, "checkpoint": "epoch-0002.keras"})
+    # Only what `lean train` writes is touched: a user's own files stay.
+    assert sorted(path.name for path in checkpoints.iterdir()) == [
+        "README", "epoch-0002.keras", "my-notes.keras", "state.json"]
+    assert capsys.readouterr().err.splitlines() == [
+        f"lean train: removed 2 file(s) an interrupted run left in {tmp_path / 'run'}: "
+        "checkpoints/epoch-0001.keras, checkpoints/epoch-0003.keras"]
+    # Killed before the first state.json: no checkpoint is named, so none is kept.
+    _remove_leftovers(tmp_path / "run", None)
+    assert "epoch-0002.keras" not in {path.name for path in checkpoints.iterdir()}
+    _remove_leftovers(tmp_path / "run", None)
+    assert capsys.readouterr().err.count("\n") == 1  # the second call had nothing to say
+
+
+def test_a_run_from_a_random_trunk_names_the_settings_that_learn(tmp_path, capsys):
+    from lean.cli import main
+
+    # No val clips: each run stops with an error right after its start-up lines.
+    data = make_tone_dataset(tmp_path / "data", clips_per_split=(4, 0, 4))
+    weights = tmp_path / "yamnet.h5"
+    weights.write_bytes(b"only its presence matters before the model is built")
+    advice = ("without the official weights train with --finetune-yamnet --lr 1e-3 "
+              "--batch-size 32 (as scripts/quickstart.sh does)")
+    cases = [
+        ([], "lean train: note: no --yamnet-weights, so the frozen YAMNet trunk stays random and "
+             f"only the head trains, which learns almost nothing; {advice}"),
+        (["--finetune-yamnet"], "lean train: note: no --yamnet-weights, so the YAMNet trunk "
+                                f"trains from random init, which learns slowly at --lr 0.0001; {advice}"),
+        (["--finetune-yamnet", "--lr", "1e-3"], None),
+        (["--yamnet-weights", str(weights)], None),
+    ]
+    for number, (flags, note) in enumerate(cases):
+        out = tmp_path / f"run{number}"
+        assert main(["train", "--data", str(data), "--out", str(out), "--no-progress", *flags]) == 2
+        err = capsys.readouterr().err.splitlines()
+        assert err[-1].endswith("the val split has no clips"), err
+        assert [line for line in err if "note:" in line] == ([note] if note else []), flags

@@ -114,16 +114,18 @@ class LoopbackDevice:
                                    stderr=open(self.work_dir / f"adbd-{port}.log", "a"))
         self._adbds[port] = process
         # The adbd inside nsenter is nsenter's child: record the real pid for the stand-ins.
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
+        # An adbd that exits at once (its port still held) is restarted by connect().
+        deadline = time.monotonic() + 60
+        while process.poll() is None:
             children = Path(f"/proc/{process.pid}/task/{process.pid}/children")
             pids = children.read_text().split() if children.exists() else []
             if pids or self._is_adbd(process.pid):
                 if port == ADBD_PORTS[0]:
                     (self.state_dir / "adbd.pid").write_text(pids[0] if pids else str(process.pid))
                 break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"adbd for port {port} did not start within 60 s")
             time.sleep(0.05)
-        time.sleep(0.3)
 
     @staticmethod
     def _is_adbd(pid: int) -> bool:
@@ -134,7 +136,8 @@ class LoopbackDevice:
 
     def connect(self, serial: str = SERIAL) -> None:
         port = int(serial.rsplit(":", 1)[1])
-        deadline = time.monotonic() + 20
+        # Retries until adbd listens; the limit only turns a hang into a clear failure.
+        deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             process = self._adbds.get(port)
             if process is not None and process.poll() is not None:
@@ -173,9 +176,12 @@ class LoopbackDevice:
         return result
 
     def popen(self, command: list[str]) -> subprocess.Popen:
-        """Starts a command inside without waiting (output captured as text)."""
+        """Starts a command inside without waiting (output captured as text). Its SIGINT is at
+        the default, as for a terminal's foreground job, so Ctrl-C can be sent to it: a shell
+        that runs the tests in the background would pass SIGINT on ignored."""
         return subprocess.Popen(self._enter(command), env=self.env, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, cwd=str(self.work_dir))
+                                stderr=subprocess.PIPE, text=True, cwd=str(self.work_dir),
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
     def stop(self) -> None:
         if self._namespace is None:

@@ -3,8 +3,9 @@
 Follows benchmarks/DEVICE_EVAL.md: reads job.properties, model.tflite and windows.f32, keeps the
 whole rows of scores.f32 already present, appends one row per window, and rewrites
 status.properties atomically (via status.properties.tmp). For the disconnection test it can kill
-adbd after a given number of windows ($LEAN_STANDIN_STATE/disconnect_after), and fail with a
-given error line ($LEAN_STANDIN_STATE/eval_error).
+adbd after a given number of windows ($LEAN_STANDIN_STATE/disconnect_after), fail with a given
+error line ($LEAN_STANDIN_STATE/eval_error), and stay "running" after a given number of windows
+until the test releases it ($LEAN_STANDIN_STATE/hold_after).
 """
 
 import os
@@ -72,6 +73,13 @@ if disconnect_file.exists():
     fields = disconnect_file.read_text().split()
     disconnect_after = int(fields[0])
     host_scores = Path(fields[1]) if len(fields) > 1 else None
+# "K RELEASE": after K windows, stay running until the file RELEASE exists, so a test can act
+# while the job is certainly still going, however slow or fast the machine is.
+hold_file = state / "hold_after"
+hold_after, release = None, None
+if hold_file.exists():
+    fields = hold_file.read_text().split()
+    hold_after, release = int(fields[0]), Path(fields[1])
 latencies = []
 status = {"state": "running", "windows_done": kept, "num_windows": num_windows,
           "num_classes": num_classes, "mean_latency_ms": "0"}
@@ -89,6 +97,11 @@ with open(scores_path, "ab") as handle:
         status.update(windows_done=index + 1, mean_latency_ms=f"{np.mean(latencies):.4f}")
         if (index + 1) % 5 == 0:
             write_status(status)
+        if hold_after is not None and index + 1 == hold_after:
+            write_status(status)
+            deadline = time.monotonic() + 600  # only a guard against a test that died
+            while not release.exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
         if disconnect_after is not None and index + 1 >= disconnect_after:
             write_status(status)
             deadline = time.monotonic() + 60
