@@ -278,9 +278,14 @@ def class_sound(rng, n, demo_class: DemoClass, recordings: dict) -> np.ndarray:
         sound = _from_recordings(rng, n, recordings[demo_class.label])
     else:
         sound = demo_class.synthesize(rng, n)
+    return normalized_active_rms(sound, demo_class.label)
+
+
+def normalized_active_rms(sound: np.ndarray, label: str) -> np.ndarray:
+    """`sound` scaled to unit RMS over its active part (above -60 dB of its peak)."""
     peak = np.abs(sound).max()
     if not peak > 0:  # would make a clip whose label is a lie
-        raise AssertionError(f"demo generator made a silent {demo_class.label} event")
+        raise AssertionError(f"demo generator made a silent {label} event")
     active = np.abs(sound) > 1e-3 * peak
     return sound / np.sqrt(np.mean(sound[active] ** 2))
 
