@@ -30,9 +30,9 @@ INT8_STEPS = 255
 TAIL_FRACTIONS = (0.0, 1e-6, 3e-6, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
 METHODS = ("mse", "percentile", "entropy", "minmax")
 PERCENTILE_TAIL = 1e-4
-# Entropy calibration compares histograms at 255 levels; a candidate range covering fewer
-# histogram bins than this would compare a histogram with itself.
-ENTROPY_MIN_BINS = 2 * INT8_STEPS
+# Entropy calibration compares histograms at 255 levels: a candidate range must cover at
+# least one histogram bin per level.
+ENTROPY_MIN_BINS = INT8_STEPS
 
 
 def int8_error_range(counts: np.ndarray, low: float, high: float) -> tuple[float, float, float]:
@@ -91,17 +91,21 @@ def percentile_range(counts: np.ndarray, low: float, high: float,
 
 def kl_divergence_of_range(counts: np.ndarray, first: int, stop: int) -> float:
     """KL(P || Q) of the histogram clipped to bins [first, stop) (the outside mass folded into
-    the edge bins) against the same histogram quantized to 255 levels and spread evenly back
-    over each level's non-empty bins."""
+    the edge bins) against the values inside the range quantized to 255 levels and spread
+    evenly back over each level's non-empty bins."""
     counts = np.asarray(counts, dtype=np.float64)
-    reference = counts[first:stop].copy()
+    inside = counts[first:stop]
+    reference = inside.copy()
     reference[0] += counts[:first].sum()
     reference[-1] += counts[stop:].sum()
+    # Q is built from the values inside the range only (as TensorRT does), so the mass that
+    # clipping piles onto the edge bins counts against a narrow range.
     quantized = np.zeros_like(reference)
-    for level in np.array_split(np.arange(len(reference)), INT8_STEPS):
-        used = level[reference[level] > 0]
+    for level in np.array_split(np.arange(len(inside)), INT8_STEPS):
+        used = level[inside[level] > 0]
         if len(used):
-            quantized[used] = reference[level].sum() / len(used)
+            quantized[used] = inside[level].sum() / len(used)
+    quantized[(reference > 0) & (quantized == 0)] = 1e-12 * reference.sum()
     p = reference / reference.sum()
     q = quantized / quantized.sum()
     mask = p > 0

@@ -76,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--fallback-steps", type=int, default=DEFAULT_FALLBACK_STEPS, metavar="N",
                         help=f"most layer groups the fallback keeps float (default "
                              f"{DEFAULT_FALLBACK_STEPS})")
+    parser.add_argument("--no-sensitivity", action="store_true",
+                        help="with --int8, skip the per-layer sensitivity analysis (faster; "
+                             "needs --fallback none)")
     parser.add_argument("--keep-float", action="append", default=[], metavar="GROUP",
                         help="with --int8, keep the layer groups whose names contain GROUP "
                              "float (repeatable; the report's sensitivity table names them, e.g. "
@@ -143,6 +146,7 @@ def _run(args: argparse.Namespace) -> int:
         fallback=args.fallback, max_fallback_steps=args.fallback_steps,
         calibration_sampling=args.calibration_sampling,
         frontend_formulation=args.frontend_formulation, strip_names=not args.keep_names,
+        sensitivity=not args.no_sensitivity,
     )
     if args.json:
         print(json.dumps(report, indent=2, sort_keys=True))

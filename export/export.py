@@ -313,6 +313,7 @@ def export_run(
     calibration_sampling: str = "random",
     frontend_formulation: str | None = None,
     strip_names: bool = True,
+    sensitivity: bool = True,
 ) -> dict:
     """Exports a trained run to one verified .tflite with MediaPipe-ready metadata.
 
@@ -336,6 +337,8 @@ def export_run(
       calibration_sampling: "random" or "stratified" (every class in turn).
       frontend_formulation: None (the run's), "dft" (windowed-DFT matmul) or "rfft" (RFFT2D).
       strip_names: empty the names of the tensors no runtime reads (a smaller file).
+      sensitivity: int8 only: measure each layer group's error alone (the report's table and
+        the fallback's order; without it the fallback cannot run).
 
     Returns:
       The report dict (also written as MODEL.report.json). Raises LeanError, after writing the
@@ -350,6 +353,8 @@ def export_run(
         raise LeanError(f"latency needs at least 50 runs for a stable median, got {latency_runs}")
     if fallback not in FALLBACK_MODES:
         raise LeanError(f"--fallback must be one of {', '.join(FALLBACK_MODES)}, got {fallback!r}")
+    if fallback == "auto" and not sensitivity:
+        raise LeanError("--fallback auto needs the sensitivity analysis; add --fallback none")
     if max_fallback_steps < 1:
         raise LeanError(f"--fallback-steps must be at least 1, got {max_fallback_steps}")
     if frontend_formulation is not None and frontend_formulation not in FRONTEND_FORMULATIONS:
@@ -424,7 +429,8 @@ def export_run(
         int8 = quantization.mode == "int8"
         model_bytes, details = convert_model(
             serving, quantization, calibration, progress=progress,
-            probe_windows=flat_held_out if int8 else None, workdir=workdir if int8 else None)
+            probe_windows=flat_held_out if int8 and sensitivity else None,
+            workdir=workdir if int8 else None)
         conversion_seconds = time.perf_counter() - started
         chosen = _Candidate(model_bytes, details, list(details.get("float_groups", [])))
         fallback_report = None

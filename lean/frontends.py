@@ -69,7 +69,7 @@ def with_formulation(params, formulation: str):
     changes = {}
     for field in dataclasses.fields(params):
         value = getattr(params, field.name)
-        if field.name == "formulation" and isinstance(value, str):
+        if field.name == "formulation" and isinstance(value, str) and value != formulation:
             changes[field.name] = formulation
         elif dataclasses.is_dataclass(value):
             replaced = with_formulation(value, formulation)
