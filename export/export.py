@@ -314,6 +314,7 @@ def export_run(
     frontend_formulation: str | None = None,
     strip_names: bool = True,
     sensitivity: bool = True,
+    float_reports: dict | None = None,
 ) -> dict:
     """Exports a trained run to one verified .tflite with MediaPipe-ready metadata.
 
@@ -339,6 +340,8 @@ def export_run(
       strip_names: empty the names of the tensors no runtime reads (a smaller file).
       sensitivity: int8 only: measure each layer group's error alone (the report's table and
         the fallback's order; without it the fallback cannot run).
+      float_reports: a dict that caches the float model's evaluations by split; pass the same
+        one to several exports of one run (a benchmark) to evaluate the float model once.
 
     Returns:
       The report dict (also written as MODEL.report.json). Raises LeanError, after writing the
@@ -413,7 +416,7 @@ def export_run(
                            score_threshold, code_version())
     staged = output.with_name(f".{output.stem}.verifying.tflite")
     staged.parent.mkdir(parents=True, exist_ok=True)
-    float_reports: dict = {}
+    float_reports = {} if float_reports is None else float_reports
     flat_held_out = held_out.reshape(len(held_out), -1)
 
     def stage(candidate: _Candidate, path: Path) -> bytes:
