@@ -10,11 +10,8 @@ import numpy as np
 import pytest
 
 from lean.data import demo_recorded, load_dataset
-from lean.data.audio import load_audio
-from lean.data.windows import aggregate_clip_scores, eval_windows, training_windows
 from lean.errors import LeanError
-from lean.metrics import multilabel_metrics
-from test_demo_data import band_energy_features, file_digests
+from test_demo_data import file_digests, linear_model_eval
 
 CLASSES = 30
 CLIPS_PER_CLASS = 8
@@ -103,26 +100,6 @@ def test_cli_builds_it_and_refuses_single_label(tmp_path, capsys):
 @pytest.mark.slow
 def test_a_linear_model_learns_it(recorded_dir):
     """Band energies and a linear model, trained on train + val, tag eval clips far above chance."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.multiclass import OneVsRestClassifier
-    from sklearn.preprocessing import StandardScaler
-
-    dataset = load_dataset(recorded_dir)
-    train = dataset.clips("train") + dataset.clips("val")
-    train_windows = [training_windows(load_audio(clip.path), 16000) for clip in train]
-    x_train = band_energy_features(np.concatenate(train_windows))
-    y_train = np.repeat(dataset.label_matrix(train), [len(w) for w in train_windows], axis=0)
-    scaler = StandardScaler().fit(x_train)
-    model = OneVsRestClassifier(LogisticRegression(C=1.0, max_iter=2000)).fit(
-        scaler.transform(x_train), y_train)
-    test = dataset.clips("eval")
-    test_windows = [eval_windows(load_audio(clip.path), 16000) for clip in test]
-    window_scores = model.predict_proba(scaler.transform(band_energy_features(
-        np.concatenate(test_windows))))
-    clip_of_window = np.repeat(np.arange(len(test)), [len(w) for w in test_windows])
-    y_test = dataset.label_matrix(test)
-    result = multilabel_metrics(y_test, aggregate_clip_scores(window_scores, clip_of_window),
-                                dataset.labels)
-    chance = float(np.mean(y_test.mean(axis=0)))
+    result, chance = linear_model_eval(load_dataset(recorded_dir))
     print(f"recorded demo eval mAP {result['mAP']:.3f}, chance {chance:.3f}")
     assert result["mAP"] > 4 * chance

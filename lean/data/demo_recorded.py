@@ -34,6 +34,7 @@ from lean.data.demo import (
     normalized_active_rms,
     pink_noise,
     prepare_demo_folder,
+    shuffled_splits,
     write_csv,
 )
 from lean.errors import LeanError
@@ -372,11 +373,7 @@ def _plan_clips(rng, num_classes: int, clips_per_class: int) -> list[dict]:
     """Labels and split of every clip, stratified by the clip's first class."""
     plan = []
     for primary in range(num_classes):
-        splits = ["eval"] * round(clips_per_class * EVAL_FRACTION)
-        splits += ["val"] * round(clips_per_class * VAL_FRACTION)
-        splits += ["train"] * (clips_per_class - len(splits))
-        rng.shuffle(splits)
-        for split in splits:
+        for split in shuffled_splits(rng, clips_per_class, EVAL_FRACTION, VAL_FRACTION):
             labels = [primary]
             draw = rng.uniform()
             extra = 2 if draw < THIRD_CLASS_FRACTION else 1 if draw < SECOND_CLASS_FRACTION else 0
