@@ -286,7 +286,14 @@ def unquantize_float_inputs(model_bytes: bytes, float_nodes: list[str]) -> tuple
     from ai_edge_litert import schema_py_generated as schema
 
     from lean_export.metadata import pack_model
+    from lean_export.verify import op_list
 
+    # Unpacking a 2,000-op model takes seconds: first look for the pattern at all.
+    ops = op_list(model_bytes)
+    producers = {index: op for op in ops for index in op["output_indices"]}
+    if not any(op["op"] == "DEQUANTIZE" and producers.get(op["input_indices"][0], {}).get("op")
+               in VALUE_MOVING_OPS for op in ops):
+        return model_bytes, []
     model = schema.ModelT.InitFromPackedBuf(bytearray(model_bytes), 0)
     graph = model.subgraphs[0]
     op_names = {value: name for name, value in vars(schema.BuiltinOperator).items() if not name.startswith("_")}

@@ -27,6 +27,11 @@ DATA_MOVING_OPS = VALUE_MOVING_OPS + ("SHAPE", "PACK", "UNPACK", "SPLIT", "SPLIT
 # A group with more elementwise ops than this next to its weighted ops is split in two.
 SPLIT_ELEMENTWISE_OPS = 8
 MATMUL_PART, ELEMENTWISE_PART = "[matmul]", "[elementwise]"
+# Each group costs one quantization of the whole graph (3.5 s for LEAN on an idle core, 27 s
+# on this project's shared 2-core host): beyond this many groups, neighbouring groups of one
+# parent scope with the fewest multiply-adds are merged (YAMNet's 27 convolutions become
+# blocks of two or three layers).
+MAX_GROUPS = 16
 
 
 @dataclass
@@ -38,10 +43,12 @@ class LayerGroup:
     op_types: dict[str, int] = field(default_factory=dict)
     macs: int = 0  # multiply-adds per inference (elementwise ops: one per output value)
     weight_bytes: int = 0  # bytes of its constant inputs in float32
+    members: list[str] = field(default_factory=list)  # the layer scopes merged into it
 
     def summary(self, total_macs: int, total_weight_bytes: int) -> dict:
         return {
             "group": self.name,
+            "members": list(self.members or [self.name]),
             "ops": sum(self.op_types.values()),
             "op_types": dict(sorted(self.op_types.items(), key=lambda item: -item[1])),
             "macs": self.macs,
@@ -74,6 +81,54 @@ def _macs(op: dict, shapes: list[list[int]], op_type: str) -> int:
     return outputs
 
 
+def _parent(name: str) -> str | None:
+    """The scope a group sits in; None for the halves of a split scope (never merged)."""
+    if name.endswith((MATMUL_PART, ELEMENTWISE_PART)):
+        return None
+    return name.rsplit("/", 1)[0] if "/" in name else ""
+
+
+def _shared_tokens(first: LayerGroup, second: LayerGroup) -> int:
+    """How many leading "_"-separated parts the innermost scope names of two groups share
+    (a merged group counts by its last and first member)."""
+    a = (first.members or [first.name])[-1].rsplit("/", 1)[-1].split("_")
+    b = (second.members or [second.name])[0].rsplit("/", 1)[-1].split("_")
+    shared = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        shared += 1
+    return shared
+
+
+def merge_small_groups(groups: list[LayerGroup], limit: int = MAX_GROUPS) -> list[LayerGroup]:
+    """Merges neighbouring groups of one parent scope, the pair with the fewest multiply-adds
+    first, until at most `limit` groups remain (or no such pair is left)."""
+    groups = list(groups)
+    while len(groups) > limit:
+        pairs = [index for index in range(len(groups) - 1)
+                 if _parent(groups[index].name) is not None
+                 and _parent(groups[index].name) == _parent(groups[index + 1].name)]
+        if not pairs:
+            break
+        # Scopes that share leading name parts first ("layer9_depthwise.." and
+        # "layer9_pointwise..": one conv block), then the fewest multiply-adds.
+        index = min(pairs, key=lambda i: (-_shared_tokens(groups[i], groups[i + 1]),
+                                          groups[i].macs + groups[i + 1].macs))
+        first, second = groups[index], groups[index + 1]
+        members = (first.members or [first.name]) + (second.members or [second.name])
+        parent = _parent(first.name)
+        short = [member[len(parent) + 1:] if parent else member for member in members]
+        merged = LayerGroup(f"{parent}/{short[0]} .. {short[-1]}" if parent
+                            else f"{short[0]} .. {short[-1]}",
+                            first.nodes + second.nodes, dict(first.op_types), first.macs + second.macs,
+                            first.weight_bytes + second.weight_bytes, members)
+        for op_type, count in second.op_types.items():
+            merged.op_types[op_type] = merged.op_types.get(op_type, 0) + count
+        groups[index:index + 2] = [merged]
+    return groups
+
+
 def layer_groups(model_bytes: bytes, kept_float: set[str]) -> list[LayerGroup]:
     """The quantizable layer groups of a calibrated (float) model, in execution order.
 
@@ -82,7 +137,8 @@ def layer_groups(model_bytes: bytes, kept_float: set[str]) -> list[LayerGroup]:
       kept_float: op output names that stay float whatever happens (frontends, softmax layers,
         output head).
     Returns:
-      The groups; ops already kept float and groups of data-moving ops only are left out.
+      The groups, at most MAX_GROUPS where neighbours can be merged; ops already kept float
+      and groups of data-moving ops only are left out.
     """
     from ai_edge_litert import schema_py_generated as schema
 
@@ -120,7 +176,7 @@ def layer_groups(model_bytes: bytes, kept_float: set[str]) -> list[LayerGroup]:
                         seen_weights.add(index)
                         group.weight_bytes += 4 * int(np.prod(shapes[index] or [1]))
             groups.append(group)
-    return groups
+    return merge_small_groups(groups)
 
 
 def common_prefix(names: list[str]) -> str:

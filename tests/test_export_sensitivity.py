@@ -11,7 +11,13 @@ import pytest
 
 from lean.config import InputSpec
 from lean.errors import LeanError
-from lean_export.sensitivity import fallback_order, rank, search_fallback
+from lean_export.sensitivity import (
+    LayerGroup,
+    fallback_order,
+    merge_small_groups,
+    rank,
+    search_fallback,
+)
 
 # The hostile layer: an identity Dense whose weights also hold one huge value (from an input
 # that is always 0, so the float model does not see it). Per-channel int8 then gives every
@@ -63,6 +69,30 @@ def test_rank_orders_by_error_and_fallback_by_error_per_cost():
     # error per (MACs share + bytes share + 0.01): cheap 1.0, mid 0.18, big 0.031; harmless
     # adds no error, so keeping it float buys nothing.
     assert [row["group"] for row in fallback_order(rows)] == ["cheap", "mid", "big"]
+
+
+def test_many_small_groups_merge_into_blocks_of_one_scope():
+    def group(name, macs):
+        return LayerGroup(name, [f"{name}/op"], {"CONV_2D": 1}, macs, 4)
+
+    trunk = [group(f"m/trunk/layer{n}_{kind}", 10 * n) for n in (1, 2, 3)
+             for kind in ("depthwise", "pointwise")]
+    cell = [group("m/lstm [matmul]", 1), group("m/lstm [elementwise]", 1)]
+    merged = merge_small_groups(trunk + cell, limit=5)
+    # Conv blocks (layerN_depthwise + layerN_pointwise) first; the halves of a split recurrent
+    # scope stay apart; every op is kept, in order.
+    assert [g.name for g in merged] == [
+        "m/trunk/layer1_depthwise .. layer1_pointwise", "m/trunk/layer2_depthwise .. "
+        "layer2_pointwise", "m/trunk/layer3_depthwise .. layer3_pointwise",
+        "m/lstm [matmul]", "m/lstm [elementwise]"]
+    assert [node for g in merged for node in g.nodes] == [
+        node for g in trunk + cell for node in g.nodes]
+    assert merged[1].macs == 40 and merged[1].op_types == {"CONV_2D": 2}
+    assert merged[1].members == ["m/trunk/layer2_depthwise", "m/trunk/layer2_pointwise"]
+    # Past the blocks, neighbours with the fewest multiply-adds merge.
+    fewer = merge_small_groups(trunk, limit=2)
+    assert [g.name for g in fewer] == ["m/trunk/layer1_depthwise .. layer2_pointwise",
+                                       "m/trunk/layer3_depthwise .. layer3_pointwise"]
 
 
 def test_fallback_stops_at_the_first_step_within_the_budget():

@@ -42,14 +42,14 @@ BREAKDOWN_MEMBERS = ("yamnet", "yamnet_proj", "joint", "lean")
 # Each int8 method of lean-export alone, on the first LEAN run (fallback off, so the method's
 # own effect is measured): name -> export_run arguments besides the defaults.
 METHODS = {
-    "mse ranges (default)": {},
-    "minmax ranges": {"activation_ranges": "minmax"},
-    "percentile ranges": {"activation_ranges": "percentile"},
-    "entropy ranges": {"activation_ranges": "entropy"},
-    "stratified, 400 windows": {"calibration_sampling": "stratified", "calibration_count": 400},
-    "per-tensor weights": {"weight_granularity": "per_tensor"},
-    "bias correction": {"bias_correction": True},
-    "float recurrent cell state": {"float_groups": ("[elementwise]",)},
+    "mse": {},
+    "minmax": {"activation_ranges": "minmax"},
+    "percentile": {"activation_ranges": "percentile"},
+    "entropy": {"activation_ranges": "entropy"},
+    "stratified400": {"calibration_sampling": "stratified", "calibration_count": 400},
+    "per_tensor": {"weight_granularity": "per_tensor"},
+    "bias_correction": {"bias_correction": True},
+    "float_cell": {"float_groups": ("[elementwise]",)},
 }
 
 
@@ -126,8 +126,9 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=5, help="interleaved latency rounds")
     parser.add_argument("--runs", type=int, default=100, help="timed invocations per round (>= 50)")
     parser.add_argument("--breakdown", action="store_true", help="also time every family member int8")
-    parser.add_argument("--methods", action="store_true",
-                        help="also export the first LEAN run with each int8 method alone")
+    parser.add_argument("--methods", default=None, metavar="all|NAME,NAME",
+                        help="also export the first LEAN run with each int8 method alone "
+                             f"(names: {', '.join(METHODS)})")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     args = parser.parse_args(argv)
@@ -152,18 +153,25 @@ def main(argv=None) -> int:
                                             frontend_formulation="rfft",
                                             float_reports=float_reports[run], **common))
         if number == 1:
+            # The same int8 file with the DFT-matmul frontend: the groups the fallback kept
+            # float above stay float, so only the formulation differs.
             dft_name, dft_path = "lean 1 int8 dft", args.out / "lean1_int8_dft.tflite"
-            exports[dft_name] = (run, dft_path, _export(run, dft_path, "int8",
-                                                        max_drop=MAX_MAP_DROP,
-                                                        frontend_formulation="dft",
-                                                        float_reports=float_reports[run],
-                                                        **common))
+            kept = tuple(exports[name][2].get("float_groups", []))
+            exports[dft_name] = (run, dft_path, _export(
+                run, dft_path, QuantizationConfig.create_full_integer(float_groups=kept),
+                max_drop=MAX_MAP_DROP, frontend_formulation="dft", fallback="none",
+                sensitivity=False, float_reports=float_reports[run], **common))
     models.update({name: path for name, (_, path, report) in exports.items()
                    if "refused" not in report})
     methods = {}
     if args.methods:
         first = args.lean_run[0]
-        for method, kwargs in METHODS.items():
+        chosen = list(METHODS) if args.methods == "all" else args.methods.split(",")
+        unknown = [method for method in chosen if method not in METHODS]
+        if unknown:
+            parser.error(f"--methods: unknown {unknown[0]!r}; choose from {', '.join(METHODS)}")
+        for method in chosen:
+            kwargs = METHODS[method]
             path = args.out / f"method_{len(methods)}.tflite"
             quantization = QuantizationConfig.create_full_integer(**{
                 key: value for key, value in kwargs.items()
