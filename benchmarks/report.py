@@ -6,7 +6,6 @@ import json
 import os
 import platform
 import textwrap
-from pathlib import Path
 from typing import Optional, Sequence
 
 from lean.host import cpu_int8_dot_product, host_cpu_model

@@ -31,10 +31,15 @@ exit status: 0 exported and verified; 2 a usage or data problem, or the verifica
 
 def build_parser() -> argparse.ArgumentParser:
     from lean_export.calibration import METHODS as ACTIVATION_RANGE_METHODS
+    from lean_export.convert import WEIGHT_GRANULARITIES
     from lean_export.export import (
+        CALIBRATION_SAMPLINGS,
         DEFAULT_CALIBRATION_WINDOWS,
+        DEFAULT_FALLBACK_STEPS,
         DEFAULT_HELD_OUT_WINDOWS,
         DEFAULT_MAX_DROP,
+        FALLBACK_MODES,
+        FRONTEND_FORMULATIONS,
     )
 
     parser = argparse.ArgumentParser(
@@ -61,7 +66,42 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--activation-ranges", choices=ACTIVATION_RANGE_METHODS, default="mse",
                         help="with --int8, how each activation's int8 range is set: mse (default) "
                              "narrows the calibrated min/max to the range with the least int8 error, "
-                             "minmax keeps the converter's min/max")
+                             "percentile clips the rarest 0.01%% at each end, entropy takes the "
+                             "least KL divergence, minmax keeps the converter's min/max")
+    parser.add_argument("--fallback", choices=FALLBACK_MODES, default="auto",
+                        help="with --int8: when the val score drops by more than --max-drop, "
+                             "auto (default) keeps the layer groups that cost the most accuracy "
+                             "per latency and size float, one more per step, until it does not "
+                             "(the report shows each step); none fails")
+    parser.add_argument("--fallback-steps", type=int, default=DEFAULT_FALLBACK_STEPS, metavar="N",
+                        help=f"most layer groups the fallback keeps float (default "
+                             f"{DEFAULT_FALLBACK_STEPS})")
+    parser.add_argument("--no-sensitivity", action="store_true",
+                        help="with --int8, skip the per-layer sensitivity analysis (faster; "
+                             "needs --fallback none)")
+    parser.add_argument("--keep-float", action="append", default=[], metavar="GROUP",
+                        help="with --int8, keep the layer groups whose names contain GROUP "
+                             "float (repeatable; the report's sensitivity table names them, e.g. "
+                             "'wave_bilstm_1_1 [elementwise]' for a recurrent cell's state)")
+    parser.add_argument("--weight-granularity", choices=WEIGHT_GRANULARITIES,
+                        default="per_channel",
+                        help="with --int8, int8 weight scales per output channel (default) or "
+                             "one per tensor")
+    parser.add_argument("--bias-correction", action="store_true",
+                        help="with --int8, subtract from each bias the mean output shift its "
+                             "layer's int8 weights cause on the calibration windows")
+    parser.add_argument("--calibration-sampling", choices=CALIBRATION_SAMPLINGS,
+                        default="random",
+                        help="calibration windows from shuffled train clips (random, default) "
+                             "or from each class in turn (stratified)")
+    parser.add_argument("--frontend-formulation", choices=tuple(FRONTEND_FORMULATIONS),
+                        default=None,
+                        help="the spectrum op of the model's frontend: dft (windowed-DFT "
+                             "matmul, faster) or rfft (builtin RFFT2D, 0.75 MB smaller for "
+                             "LEAN); default: the run's")
+    parser.add_argument("--keep-names", action="store_true",
+                        help="keep every tensor name in the file (by default only the input "
+                             "and output names stay: a smaller file)")
     parser.add_argument("--data", metavar="DIR", default=None,
                         help="dataset for calibration and verification (default: the run's, with "
                              "its layout and folds)")
@@ -92,8 +132,10 @@ def _run(args: argparse.Namespace) -> int:
     from lean_export.export import export_run
 
     read_run_config(Path(args.run_dir))  # a missing or broken run is an error before conversion
-    quantization = dataclasses.replace(QuantizationConfig.from_mode(args.mode),
-                                       activation_ranges=args.activation_ranges)
+    quantization = dataclasses.replace(
+        QuantizationConfig.from_mode(args.mode), activation_ranges=args.activation_ranges,
+        weight_granularity=args.weight_granularity, bias_correction=args.bias_correction,
+        float_groups=tuple(args.keep_float))
     if args.int8_all:
         quantization = dataclasses.replace(quantization, float_softmax_layers=False, float_output_head=False)
     report = export_run(
@@ -101,6 +143,10 @@ def _run(args: argparse.Namespace) -> int:
         calibration_count=args.calibration_windows, max_drop=args.max_drop,
         held_out_count=args.held_out_windows, author=args.author, license_name=args.license,
         score_threshold=args.score_threshold, progress=not args.quiet,
+        fallback=args.fallback, max_fallback_steps=args.fallback_steps,
+        calibration_sampling=args.calibration_sampling,
+        frontend_formulation=args.frontend_formulation, strip_names=not args.keep_names,
+        sensitivity=not args.no_sensitivity,
     )
     if args.json:
         print(json.dumps(report, indent=2, sort_keys=True))
@@ -110,6 +156,8 @@ def _run(args: argparse.Namespace) -> int:
                    f"{report['latency']['median_ms']} ms")
         if val:
             summary += f", val {val['metric']} {val['float']:.4f} -> {val['exported']:.4f}"
+        if report.get("float_groups"):
+            summary += f", {len(report['float_groups'])} layer groups kept float"
         print(summary)
     return 0
 

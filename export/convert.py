@@ -20,6 +20,9 @@ from lean.errors import LeanError
 
 INPUT_NAME = "waveform"
 MODES = ("int8", "dynamic_range", "float16", "float32")
+WEIGHT_GRANULARITIES = ("per_channel", "per_tensor")
+CALIBRATED_FILE = "calibrated.tflite"
+FLOAT_NODES_FILE = "float_nodes.json"
 
 
 @dataclass(frozen=True)
@@ -41,8 +44,17 @@ class QuantizationConfig:
     # metrics (AP) drop: measured on a LEAN demo run, val mAP 0.2504 float -> 0.2155 int8 head.
     float_output_head: bool = False
     # int8: "mse" narrows each activation's calibrated min/max to the range with the least int8
-    # error (lean_export.calibration, measured there); "minmax" keeps the converter's ranges.
+    # error (lean_export.calibration, measured there); "percentile" and "entropy" are the other
+    # common choices; "minmax" keeps the converter's ranges.
     activation_ranges: str = "mse"
+    # int8: weight scales per output channel (default) or one per tensor.
+    weight_granularity: str = "per_channel"
+    # int8: subtract from each bias the mean output shift that its layer's int8 weights cause
+    # on the calibration windows (lean_export.calibration.correct_biases).
+    bias_correction: bool = False
+    # int8: layer groups (lean_export.sensitivity) to keep float, each matched as a substring
+    # of the group names, e.g. "wave_bilstm_1_1 [elementwise]" (a recurrent cell's state).
+    float_groups: tuple[str, ...] = ()
 
     def __post_init__(self):
         from lean_export.calibration import METHODS
@@ -52,21 +64,29 @@ class QuantizationConfig:
         if self.activation_ranges not in METHODS:
             raise LeanError(f"unknown activation range method {self.activation_ranges!r}; "
                             f"choose one of {', '.join(METHODS)}")
+        if self.weight_granularity not in WEIGHT_GRANULARITIES:
+            raise LeanError(f"unknown weight granularity {self.weight_granularity!r}; choose one "
+                            f"of {', '.join(WEIGHT_GRANULARITIES)}")
 
     @classmethod
     def create_full_integer(cls, float_frontends: bool = True, float_scopes: tuple[str, ...] = (),
                             float_softmax_layers: bool = True,
                             float_output_head: bool = True,
-                            activation_ranges: str = "mse") -> "QuantizationConfig":
+                            activation_ranges: str = "mse",
+                            weight_granularity: str = "per_channel",
+                            bias_correction: bool = False,
+                            float_groups: tuple[str, ...] = ()) -> "QuantizationConfig":
         """int8 weights and activations, calibrated; float32 input/output.
 
         By default the frontend layers stay float (quantizing YAMNet's log-mel frontend gave a
         max abs error of 9.7 log-mel units), and so do layers with a softmax (attention) and the
         output head (classifier Dense + activation); activation ranges are MSE-narrowed.
-        `float_scopes` names further layers to keep float.
+        `float_scopes` names further layers to keep float, `float_groups` further layer
+        groups (lean_export.sensitivity).
         """
         return cls("int8", float_frontends, tuple(float_scopes), float_softmax_layers,
-                   float_output_head, activation_ranges)
+                   float_output_head, activation_ranges, weight_granularity, bias_correction,
+                   tuple(float_groups))
 
     @classmethod
     def create_dynamic_range(cls, float_frontends: bool = True,
@@ -284,7 +304,14 @@ def unquantize_float_inputs(model_bytes: bytes, float_nodes: list[str]) -> tuple
     from ai_edge_litert import schema_py_generated as schema
 
     from lean_export.metadata import pack_model
+    from lean_export.verify import op_list
 
+    # Unpacking a 2,000-op model takes seconds: first look for the pattern at all.
+    ops = op_list(model_bytes)
+    producers = {index: op for op in ops for index in op["output_indices"]}
+    if not any(op["op"] == "DEQUANTIZE" and producers.get(op["input_indices"][0], {}).get("op")
+               in VALUE_MOVING_OPS for op in ops):
+        return model_bytes, []
     model = schema.ModelT.InitFromPackedBuf(bytearray(model_bytes), 0)
     graph = model.subgraphs[0]
     op_names = {value: name for name, value in vars(schema.BuiltinOperator).items() if not name.startswith("_")}
@@ -336,8 +363,14 @@ def unquantize_float_inputs(model_bytes: bytes, float_nodes: list[str]) -> tuple
     return pack_model(model), restored
 
 
-def _convert_in_this_process(model, quantization: QuantizationConfig, windows, progress) -> tuple[bytes, dict]:
-    """Runs the TFLite converter here (call it from the child process only)."""
+def _convert_in_this_process(model, quantization: QuantizationConfig, windows, progress,
+                             probe_windows=None, workdir: Path | None = None) -> tuple[bytes, dict]:
+    """Runs the TFLite converter here (call it from the child process only).
+
+    int8 with `probe_windows`: also measures each layer group's sensitivity on them. With
+    `workdir`: leaves the calibrated model and the nodes kept float there, for
+    `quantize_variants`.
+    """
     import tensorflow as tf
 
     from lean.frontends import float_layer_names
@@ -379,18 +412,18 @@ def _convert_in_this_process(model, quantization: QuantizationConfig, windows, p
     # What tf.lite.experimental.QuantizationDebugger does with QuantizationDebugOptions(
     # denylisted_nodes=...), without building its instrumented debug model: calibrate only,
     # then quantize everything except the denylisted nodes.
-    from tensorflow.lite.python import convert as tflite_convert
-
     converter.experimental_mlir_quantizer = True
     converter._experimental_calibrate_only = True  # pylint: disable=protected-access
     _stage("calibrating int8 (running the float model on the calibration windows)")
     calibrated = converter.convert()
     details["activation_ranges"] = {"method": quantization.activation_ranges}
-    if quantization.activation_ranges == "mse":
+    if quantization.activation_ranges != "minmax":
         from lean_export.calibration import narrow_activation_ranges
 
-        _stage("narrowing activation ranges (histograms of the calibration windows)")
-        calibrated, details["activation_ranges"] = narrow_activation_ranges(calibrated, windows, progress)
+        _stage(f"setting activation ranges ({quantization.activation_ranges}, histograms of the "
+               "calibration windows)")
+        calibrated, details["activation_ranges"] = narrow_activation_ranges(
+            calibrated, windows, progress, quantization.activation_ranges)
     names = _tensor_names(calibrated)
     denylisted = float_node_names(names, scopes)
     if scopes and not denylisted:
@@ -406,16 +439,118 @@ def _convert_in_this_process(model, quantization: QuantizationConfig, windows, p
     if quantization.float_output_head:
         details["float_head"] = output_head_names(calibrated)
         denylisted += [name for name in details["float_head"] if name not in denylisted]
+
+    from lean_export.sensitivity import layer_groups
+
+    groups = layer_groups(calibrated, set(denylisted))
+    details["groups"] = {group.name: group.nodes for group in groups}
+    details["group_costs"] = _group_costs(groups)
+    forced = [group.name for group in groups
+              if any(pattern in group.name for pattern in quantization.float_groups)]
+    missing = [pattern for pattern in quantization.float_groups
+               if not any(pattern in name for name in details["groups"])]
+    if missing:
+        raise LeanError(f"--keep-float {missing[0]!r} matches no layer group; the groups are: "
+                        + ", ".join(details["groups"]))
+    details["float_groups"] = forced
+    base_denylisted = list(denylisted)
+    denylisted += [node for name in forced for node in details["groups"][name]]
+    if workdir is not None:
+        (workdir / CALIBRATED_FILE).write_bytes(calibrated)
+        (workdir / FLOAT_NODES_FILE).write_text(json.dumps(denylisted))
+    if probe_windows is not None and len(probe_windows):
+        details["sensitivity"] = _measure_sensitivity(calibrated, groups, base_denylisted,
+                                                      quantization, windows, probe_windows,
+                                                      progress)
     details["float_nodes"] = denylisted
     _stage(f"quantizing to int8 with {len(denylisted)} float nodes kept")
+    quantized, restored, corrected = _quantize(calibrated, denylisted, quantization, windows)
+    details["float_inputs_restored"] = restored
+    if corrected is not None:
+        details["bias_correction"] = corrected
+    return quantized, details
+
+
+def _group_costs(groups) -> dict:
+    """Each group's share of multiply-adds and weight bytes among the quantizable groups."""
+    total_macs = sum(group.macs for group in groups)
+    total_bytes = sum(group.weight_bytes for group in groups)
+    return {group.name: group.summary(total_macs, total_bytes) for group in groups}
+
+
+def _quantize(calibrated: bytes, denylisted: list[str], quantization: QuantizationConfig,
+              windows) -> tuple[bytes, list[str], dict | None]:
+    """int8 of a calibrated model with `denylisted` op outputs kept float (child process only).
+
+    Returns (model bytes, names of frontend inputs made float again, bias correction summary
+    or None).
+    """
+    from tensorflow.lite.python import convert as tflite_convert
+
     quantized = tflite_convert.mlir_quantize(
         calibrated,
-        disable_per_channel=converter._experimental_disable_per_channel,  # pylint: disable=protected-access
+        disable_per_channel=quantization.weight_granularity == "per_tensor",
         fully_quantize=False,  # float32 input and output: MediaPipe rejects int8 I/O
         denylisted_nodes=denylisted,
     )
-    quantized, details["float_inputs_restored"] = unquantize_float_inputs(quantized, denylisted)
-    return quantized, details
+    quantized, restored = unquantize_float_inputs(quantized, denylisted)
+    corrected = None
+    if quantization.bias_correction:
+        from lean_export.calibration import correct_biases
+
+        quantized, corrected = correct_biases(quantized, calibrated, windows)
+    return quantized, restored, corrected
+
+
+# Windows the sensitivity analysis runs each single-group model on.
+SENSITIVITY_WINDOWS = 32
+
+
+def _measure_sensitivity(calibrated: bytes, groups, base_denylisted: list[str],
+                         quantization: QuantizationConfig, windows, probe_windows,
+                         progress) -> list[dict]:
+    """Each group's error alone: only that group int8, the rest float, on the probe windows."""
+    from lean_export.sensitivity import rank, tflite_scores
+
+    from lean_export.verify import op_list
+
+    probe = np.asarray(probe_windows[:SENSITIVITY_WINDOWS], np.float32)
+    reference = tflite_scores(calibrated, probe)
+    # Every op output outside the group stays float, the data-moving ops that belong to no
+    # group too: left quantizable, a reshape of the waveform made every group's error 0.007.
+    every_node = [op["output_name"] for op in op_list(calibrated) if op["output_indices"]]
+    costs = _group_costs(groups)
+    rows = []
+    for group in progress(groups, "int8 sensitivity per layer group"):
+        own = set(group.nodes)
+        alone, _, _ = _quantize(calibrated, [n for n in every_node if n not in own],
+                                quantization, windows)
+        difference = np.abs(tflite_scores(alone, probe).astype(np.float64) - reference)
+        rows.append({**costs[group.name], "error_alone": float(difference.mean()),
+                     "max_error_alone": float(difference.max())})
+    _stage(f"measured the int8 sensitivity of {len(rows)} layer groups")
+    return rank(rows)
+
+
+def quantize_variants(workdir: str | Path, kept_groups: list[list[str]],
+                      groups: dict[str, list[str]], quantization: QuantizationConfig,
+                      calibration_windows: np.ndarray | None = None,
+                      timeout_s: float | None = None) -> list[bytes]:
+    """int8 models of the calibrated model a `convert_model(workdir=...)` call left, each with
+    one list of layer groups kept float (besides what that conversion kept float).
+
+    Runs in a child process, as the conversion does. Returns the model bytes in order.
+    """
+    workdir = Path(workdir)
+    base = json.loads((workdir / FLOAT_NODES_FILE).read_text())
+    variants = [base + [node for name in names for node in groups[name] if node not in base]
+                for names in kept_groups]
+    (workdir / "variants.json").write_text(json.dumps(variants))
+    (workdir / "quantization.json").write_text(json.dumps(dataclasses.asdict(quantization)))
+    if calibration_windows is not None:
+        np.save(workdir / "windows.npy", np.asarray(calibration_windows, np.float32))
+    _run_child(workdir, ["--task", "quantize"], timeout_s, progress=False)
+    return [(workdir / f"variant_{index}.tflite").read_bytes() for index in range(len(variants))]
 
 
 def convert_model(
@@ -424,6 +559,8 @@ def convert_model(
     calibration_windows: np.ndarray | None = None,
     timeout_s: float | None = None,
     progress: bool = True,
+    probe_windows: np.ndarray | None = None,
+    workdir: str | Path | None = None,
 ) -> tuple[bytes, dict]:
     """Converts a serving model to TFLite in a child process, so a converter crash is an error.
 
@@ -433,10 +570,16 @@ def convert_model(
       calibration_windows: float32 [N, window_samples], required for int8.
       timeout_s: give up after this many seconds (None: no limit).
       progress: show the child's calibration progress bar on stderr.
+      probe_windows: int8 only: held-out windows [N, values]; each layer group's int8
+        sensitivity is measured on (up to SENSITIVITY_WINDOWS of) them.
+      workdir: int8 only: a folder kept by the caller, where the calibrated model stays for
+        `quantize_variants`.
 
     Returns:
       (TFLite flatbuffer bytes, details) with details["float_nodes"] (int8: the denylisted op
-      outputs) and details["float_weights"] (dynamic_range: the weights kept float).
+      outputs), details["float_weights"] (dynamic_range: the weights kept float), and for int8
+      details["groups"] (layer group -> op output names), details["group_costs"] and, with
+      probe windows, details["sensitivity"] (ranked rows).
     """
     if quantization.needs_calibration:
         if calibration_windows is None or len(calibration_windows) == 0:
@@ -452,27 +595,35 @@ def convert_model(
         model.save(scratch / "model.keras")
         if calibration_windows is not None:
             np.save(scratch / "windows.npy", calibration_windows)
+        if probe_windows is not None and quantization.needs_calibration:
+            np.save(scratch / "probe.npy", np.asarray(probe_windows, np.float32))
         (scratch / "quantization.json").write_text(json.dumps(dataclasses.asdict(quantization)))
-        log_path = scratch / "converter.log"
-        progress_fd = os.dup(sys.stderr.fileno())
-        command = [
-            sys.executable, "-m", "lean_export.convert",
-            "--scratch", str(scratch), "--progress-fd", str(progress_fd),
-        ] + ([] if progress else ["--no-progress"])
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"))
-        try:
-            with open(log_path, "wb") as log:
-                completed = subprocess.run(
-                    command, stdout=log, stderr=log, pass_fds=(progress_fd,), env=env, timeout=timeout_s
-                )
-        except subprocess.TimeoutExpired:
-            raise LeanError(f"the TFLite converter did not finish within {timeout_s:.0f} s") from None
-        finally:
-            os.close(progress_fd)
-        if completed.returncode != 0:
-            raise LeanError(_describe_failure(completed.returncode, log_path.read_text(errors="replace")))
+        extra = ["--workdir", str(workdir)] if workdir is not None else []
+        _run_child(scratch, extra, timeout_s, progress)
         details = json.loads((scratch / "details.json").read_text())
         return (scratch / "model.tflite").read_bytes(), details
+
+
+def _run_child(scratch: Path, extra: list[str], timeout_s: float | None, progress: bool) -> None:
+    """Runs this module as a child process on `scratch`; a crash or error becomes a LeanError."""
+    log_path = scratch / "converter.log"
+    progress_fd = os.dup(sys.stderr.fileno())
+    command = [
+        sys.executable, "-m", "lean_export.convert",
+        "--scratch", str(scratch), "--progress-fd", str(progress_fd),
+    ] + extra + ([] if progress else ["--no-progress"])
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"))
+    try:
+        with open(log_path, "wb") as log:
+            completed = subprocess.run(
+                command, stdout=log, stderr=log, pass_fds=(progress_fd,), env=env, timeout=timeout_s
+            )
+    except subprocess.TimeoutExpired:
+        raise LeanError(f"the TFLite converter did not finish within {timeout_s:.0f} s") from None
+    finally:
+        os.close(progress_fd)
+    if completed.returncode != 0:
+        raise LeanError(_describe_failure(completed.returncode, log_path.read_text(errors="replace")))
 
 
 STAGE_PREFIX = "lean-export stage: "
@@ -500,11 +651,14 @@ def _describe_failure(returncode: int, log: str) -> str:
 
 
 def _child_main(argv: list[str] | None = None) -> int:
-    """Child process: load the saved model, convert, write model.tflite and details.json."""
+    """Child process: convert (load the saved model, write model.tflite and details.json) or
+    quantize (the variants of a calibrated model left in the scratch folder)."""
     parser = argparse.ArgumentParser(description="internal: TFLite conversion child process")
     parser.add_argument("--scratch", type=Path, required=True)
     parser.add_argument("--progress-fd", type=int, required=True)
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--task", choices=("convert", "quantize"), default="convert")
+    parser.add_argument("--workdir", type=Path, default=None)
     args = parser.parse_args(argv)
     from tqdm import tqdm
 
@@ -513,19 +667,32 @@ def _child_main(argv: list[str] | None = None) -> int:
         key: tuple(value) if isinstance(value, list) else value
         for key, value in json.loads((args.scratch / "quantization.json").read_text()).items()
     })
-    windows_path = args.scratch / "windows.npy"
-    windows = np.load(windows_path) if windows_path.exists() else None
+
+    def load(name):
+        path = args.scratch / name
+        return np.load(path) if path.exists() else None
 
     def progress(items, description="calibrating"):
-        return tqdm(items, desc=description, unit="window", file=progress_stream, leave=False,
-                    disable=args.no_progress)
+        return tqdm(items, desc=description, unit="window" if description == "calibrating"
+                    else "item", file=progress_stream, leave=False, disable=args.no_progress)
 
     try:
+        if args.task == "quantize":
+            calibrated = (args.scratch / CALIBRATED_FILE).read_bytes()
+            variants = json.loads((args.scratch / "variants.json").read_text())
+            for index, denylisted in enumerate(variants):
+                _stage(f"quantizing fallback candidate {index + 1} of {len(variants)}")
+                quantized, _, _ = _quantize(calibrated, denylisted, quantization,
+                                            load("windows.npy"))
+                (args.scratch / f"variant_{index}.tflite").write_bytes(quantized)
+            return 0
         from lean.models.registry import load_model
 
         _stage("loading the Keras model")
         model = load_model(args.scratch / "model.keras")
-        model_bytes, details = _convert_in_this_process(model, quantization, windows, progress)
+        model_bytes, details = _convert_in_this_process(model, quantization, load("windows.npy"),
+                                                        progress, load("probe.npy"),
+                                                        args.workdir)
     except LeanError as error:
         print(f"LeanError: {error}", file=sys.stderr)
         return 2

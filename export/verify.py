@@ -267,13 +267,13 @@ def layer_output_tensor(ops: list[dict], layer: str, shape: tuple[int, ...]) -> 
     return found
 
 
-def layer_differences(model, model_path: str | Path, windows: np.ndarray,
+def layer_differences(model, exported: str | Path | bytes, windows: np.ndarray,
                       layer_names: list[str]) -> list[dict]:
     """Float (Keras) vs exported (LiteRT) outputs of named layers, on the same windows.
 
     Args:
       model: the float Keras model the export was made from (layer names as in the export).
-      model_path: the exported .tflite.
+      exported: the exported .tflite (path or bytes) with its tensor names (not stripped).
       windows: float32 [N, window_samples] or [N, window_samples, channels].
       layer_names: the layers to compare (`probe_layer_names`).
     Returns:
@@ -291,13 +291,13 @@ def layer_differences(model, model_path: str | Path, windows: np.ndarray,
     probe = keras.Model(model.inputs, [model.get_layer(name).output for name in layer_names])
     expected = probe.predict(windows, verbose=0, batch_size=len(windows))
     expected = expected if isinstance(expected, list) else [expected]
-    model_bytes = Path(model_path).read_bytes()
+    model_bytes = exported if isinstance(exported, bytes) else Path(exported).read_bytes()
     ops = op_list(model_bytes)
     shapes = _tensor_shapes(model_bytes)
     for op in ops:
         op["output_shape"] = shapes[op["output_indices"][0]] if op["output_indices"] else None
     interpreter = Interpreter(
-        model_path=str(model_path), experimental_preserve_all_tensors=True,
+        model_content=model_bytes, experimental_preserve_all_tensors=True,
         experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     interpreter.allocate_tensors()
     details = {item["index"]: item for item in interpreter.get_tensor_details()}
@@ -448,6 +448,66 @@ def _macs_text(macs: dict | None) -> str:
     return f"{macs['total'] / 1e6:,.1f}M ({parts})"
 
 
+def _short(name: str, prefix: str) -> str:
+    return name[len(prefix):] if prefix and name.startswith(prefix) else name
+
+
+def _sensitivity_lines(report: dict) -> list[str]:
+    rows = report.get("sensitivity")
+    if not rows:
+        return []
+    from lean_export.sensitivity import common_prefix
+
+    prefix = common_prefix([row["group"] for row in rows])
+    lines = ["## int8 sensitivity per layer group", "",
+             "Each group quantized alone (everything else float) on held-out windows: mean and "
+             "max absolute output difference to float; its share of the quantizable "
+             "multiply-adds (what the latency of convolutions and matmuls follows) and of the "
+             f"weight bytes. Group names under `{prefix}`." if prefix else
+             "Each group quantized alone (everything else float) on held-out windows.", "",
+             "| rank | layer group | ops | error alone (mean) | max | MACs share | bytes share |",
+             "|---|---|---|---|---|---|---|"]
+    for row in rows:
+        lines.append(f"| {row['rank']} | `{_short(row['group'], prefix)}` | {row['ops']} | "
+                     f"{_number(row['error_alone'])} | {_number(row['max_error_alone'])} | "
+                     f"{row['macs_share']:.1%} | {row['weight_bytes_share']:.1%} |")
+    return lines + [""]
+
+
+def _fallback_lines(report: dict) -> list[str]:
+    section = report.get("fallback")
+    if not section:
+        return []
+    from lean_export.sensitivity import common_prefix
+
+    initial = section["initial"]
+    lines = ["## Float fallback", "",
+             f"Mode {section['mode']}, at most {section['max_steps']} layer groups, allowed val "
+             f"drop {_number(section['max_drop'])}. Each step keeps one more group float, in "
+             "order of error removed per share of MACs and bytes.", "",
+             "| step | layer groups kept float | val drop (95% over clips) | size | host "
+             "latency | mean abs diff |", "|---|---|---|---|---|---|"]
+
+    def row(label, kept, values, prefix):
+        spread = values["drop_bootstrap"]
+        return (f"| {label} | {', '.join(f'`{_short(name, prefix)}`' for name in kept) or '-'} "
+                f"| {_number(values['drop'])} ({_number(spread['low'])} to "
+                f"{_number(spread['high'])}) | {values['file_size_bytes']:,} B | "
+                f"{values['latency_median_ms']} ms | {_number(values['mean_abs_diff'])} |")
+
+    names = [name for step in section["steps"] for name in step["kept_float"]]
+    prefix = common_prefix(names) if names else ""
+    lines.append(row("int8", [], initial, prefix))
+    for number, step in enumerate(section["steps"], 1):
+        lines.append(row(f"{number}{' (chosen)' if section['chosen'] == number - 1 else ''}",
+                         step["kept_float"], step, prefix))
+    if section["chosen"] == -1:
+        lines += ["", "The int8 file was within the allowed drop: nothing kept float."]
+    elif section["chosen"] is None and section["mode"] == "auto":
+        lines += ["", "No step reached the allowed drop: no model written."]
+    return lines + [""]
+
+
 def render_markdown(report: dict) -> str:
     """The readable twin of the JSON report."""
     lines = [f"# Export report: {Path(report['model']).name}", ""]
@@ -469,6 +529,10 @@ def render_markdown(report: dict) -> str:
         f"| other float ops | {len(report.get('float_ops_after_frontend', []))} |",
         f"| int8 ops inside the float layers | {len(report.get('int8_ops_in_float_layers', []))} |",
         f"| int8 activation ranges | {_ranges_text(report.get('activation_ranges'))} |",
+        f"| layer groups kept float (fallback, --keep-float) | "
+        f"{', '.join(report.get('float_groups', [])) or 'none'} |",
+        f"| frontend formulation | {report.get('frontend_formulation', '-')} |",
+        f"| tensor names stripped | {report.get('tensor_names_stripped', '-')} |",
         f"| conversion | {_number(report.get('conversion_seconds'), 1)} s |",
         "",
     ]
@@ -532,6 +596,8 @@ def render_markdown(report: dict) -> str:
                   f"{meta['num_labels']} labels; score threshold {meta['output']['score_threshold']}; "
                   f"associated files: {', '.join(meta['associated_files'])}; min parser version "
                   f"{meta['min_parser_version']}.", ""]
+    lines += _sensitivity_lines(report)
+    lines += _fallback_lines(report)
     if report.get("size_breakdown"):
         parts = report["size_breakdown"]
         lines += ["## Where the bytes go", "", "| part | bytes |", "|---|---|"]

@@ -63,6 +63,27 @@ class _ConfiguredFrontend(Frontend):
                 "frontend_config": dataclasses.asdict(self.frontend_config)}
 
 
+def with_formulation(params, formulation: str):
+    """`params` (a family's params dataclass) with every frontend config in it (a field holding
+    a `formulation`, nested dataclasses included) switched to `formulation`; the same object
+    when it holds none. Export uses it to build the same model with another spectrum op."""
+    if formulation not in _FORMULATIONS:
+        raise LeanError(f"frontend formulation {formulation!r}; expected one of "
+                        f"{', '.join(_FORMULATIONS)}")
+    if not dataclasses.is_dataclass(params):
+        return params
+    changes = {}
+    for field in dataclasses.fields(params):
+        value = getattr(params, field.name)
+        if field.name == "formulation" and isinstance(value, str) and value != formulation:
+            changes[field.name] = formulation
+        elif dataclasses.is_dataclass(value):
+            replaced = with_formulation(value, formulation)
+            if replaced is not value:
+                changes[field.name] = replaced
+    return dataclasses.replace(params, **changes) if changes else params
+
+
 def float_layer_names(model) -> list[str]:
     """Names of the layers in `model` (nested models included) that declare
     `keeps_float_in_export`, in model order."""
@@ -86,6 +107,24 @@ class YamnetLogMelConfig:
     mel_max_hz: float = 7500.0
     log_offset: float = 0.001
     patch_frames: int = 96
+    # dft_matmul: the folded windowed-DFT matmul (measured below); rfft: the builtin RFFT2D of
+    # `Spectrogram`'s rfft path (smaller file, slower).
+    formulation: str = "dft_matmul"
+
+    def __post_init__(self):
+        if self.formulation not in _FORMULATIONS:
+            raise LeanError(f"YAMNet log-mel formulation={self.formulation!r}; expected one of "
+                            f"{', '.join(_FORMULATIONS)}")
+
+    def spectrogram_config(self) -> "SpectrogramConfig":
+        """The same log-mel as a `SpectrogramConfig` (periodic Hann, |FFT| over the next power
+        of two, HTK mel triangles between mel_min_hz and mel_max_hz, log(mel + log_offset))."""
+        return SpectrogramConfig(
+            bands=self.mel_bands, window_seconds=self.stft_window_seconds,
+            hop_seconds=self.stft_hop_seconds, window="hann", periodic_window=True,
+            padding="valid", spectrum="magnitude", filterbank="mel", low_hz=self.mel_min_hz,
+            high_hz=self.mel_max_hz, mel_scale="htk", mel_triangles="mel", mel_norm="none",
+            log_offset=self.log_offset, formulation=self.formulation)
 
     def framing(self, sample_rate: int) -> "Framing":
         """Window, hop and FFT length in samples at `sample_rate`."""
@@ -236,10 +275,21 @@ class YamnetLogMel(_ConfiguredFrontend):
         super().build(input_shape)
 
     def call(self, waveform):
+        import tensorflow as tf
+
+        cfg = self.frontend_config
         # frames has shape [B, patch_frames, window_samples].
-        frames = _patch_frames(waveform, self.frontend_config, self.sample_rate)
-        # log_mel has shape [B, patch_frames, mel_bands].
-        return _log_mel_from_frames(frames, self.frontend_config, self.sample_rate)
+        frames = _patch_frames(waveform, cfg, self.sample_rate)
+        if cfg.formulation == "dft_matmul":
+            # log_mel has shape [B, patch_frames, mel_bands].
+            return _log_mel_from_frames(frames, cfg, self.sample_rate)
+        spectrogram = cfg.spectrogram_config()
+        constants = spectrogram_constants(spectrogram, self.sample_rate)
+        # magnitude has shape [B, patch_frames, used bins].
+        magnitude = _spectrum(frames, spectrogram, spectrogram.framing(self.sample_rate),
+                              constants)
+        mel_spectrum = tf.matmul(magnitude, tf.constant(constants.filterbank, name="mel_matrix"))
+        return tf.math.log(mel_spectrum + cfg.log_offset)
 
     @classmethod
     def default_config(cls) -> YamnetLogMelConfig:

@@ -30,6 +30,11 @@ command -v unshare >/dev/null || need_apt+=(util-linux)
 command -v ip >/dev/null || need_apt+=(iproute2)
 # Real recordings (CC-BY/CC-BY-SA/GPL) that `lean data demo` mixes into its dataset.
 [ -d /usr/share/sounds/freedesktop ] || need_apt+=(sound-theme-freedesktop)
+# The recorded demo (`lean data demo --classes N`): GM instruments, speech, sound icons.
+command -v fluidsynth >/dev/null || need_apt+=(fluidsynth)
+[ -f /usr/share/sounds/sf2/FluidR3_GM.sf2 ] || need_apt+=(fluid-soundfont-gm)
+command -v espeak-ng >/dev/null || need_apt+=(espeak-ng)
+[ -d /usr/share/sounds/sound-icons ] || need_apt+=(sound-icons)
 if [ ${#need_apt[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then
         apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"

@@ -178,8 +178,14 @@ def test_int8_export_passes_and_keeps_io_float(int8_export):
     assert {("LOG", "float32"), ("SQRT", "float32"), ("CONV_2D", "int8"), ("LOGISTIC", "float32")} <= rows
     # [sigmoid (named after the graph output), logits Dense].
     assert len(report["float_head"]) == 2 and "/tiny_head" in report["float_head"][1]
-    hidden = [op for op in op_list(path.read_bytes()) if "/tiny_hidden" in op["output_name"]]
-    assert [op["outputs"] for op in hidden] == [["int8"]]
+    # The file's tensor names are stripped (only input and output keep theirs), so the ops are
+    # told apart by kind: the frontend's DFT and mel matmuls and the head float, tiny_hidden int8.
+    file_ops = op_list(path.read_bytes())
+    assert sorted(op["outputs"][0] for op in file_ops if op["op"] == "FULLY_CONNECTED") == [
+        "float32", "float32", "float32", "int8"]
+    named = {op["output_name"] for op in file_ops} - {""}
+    assert named == {scores["name"]} and report["tensor_names_stripped"] is True
+    assert report["size_breakdown"]["tensor_names"] < 100
     assert report["float_ops_after_frontend"] == []
     ranges = report["activation_ranges"]
     assert ranges["method"] == "mse" and 0 < ranges["narrowed"] <= ranges["tensors"]

@@ -1,9 +1,17 @@
-"""MSE-narrowed int8 activation ranges: the chooser against simulated int8 rounding, and a real export."""
+"""int8 activation ranges (MSE, percentile, entropy) on simulated data against their
+definitions, a real export, bias correction, and stratified calibration windows."""
 
 import numpy as np
 import pytest
 
-from lean_export.calibration import HISTOGRAM_BINS, int8_error_range
+from lean_export.calibration import (
+    HISTOGRAM_BINS,
+    chosen_range,
+    entropy_range,
+    int8_error_range,
+    kl_divergence_of_range,
+    percentile_range,
+)
 
 
 def simulated_int8_mse(values: np.ndarray, low: float, high: float) -> float:
@@ -36,6 +44,91 @@ def test_evenly_spread_values_keep_their_range_and_zero_stays_inside():
     positive = np.random.default_rng(2).uniform(0.5, 1.0, 10_000)
     low, high, _ = int8_error_range(*histogram(positive))
     assert low == 0.0 and high == pytest.approx(positive.max(), rel=0.01)
+
+
+def test_percentile_range_clips_the_rarest_values_at_each_end():
+    values = np.random.default_rng(3).standard_normal(400_000)
+    low, high = percentile_range(*histogram(values))
+    # The 0.01 % quantiles of a standard normal are at -+3.72.
+    assert low == pytest.approx(np.quantile(values, 1e-4), abs=0.01)
+    assert high == pytest.approx(np.quantile(values, 1 - 1e-4), abs=0.01)
+    assert low == pytest.approx(-3.72, abs=0.08) and high == pytest.approx(3.72, abs=0.08)
+    positive = np.random.default_rng(4).exponential(size=100_000)
+    low, high = percentile_range(*histogram(positive))
+    assert low == 0.0 and high == pytest.approx(np.quantile(positive, 1 - 1e-4), rel=0.01)
+
+
+def test_entropy_range_cuts_outliers_and_lowers_the_int8_error():
+    rng = np.random.default_rng(5)
+    # A bulk of Laplace values and two far outliers: min/max wastes most int8 levels on them.
+    values = np.concatenate([0.2 * rng.laplace(size=300_000), [25.0, -18.0]])
+    counts, low, high = histogram(values)
+    chosen_low, chosen_high, divergence = entropy_range(counts, low, high)
+    assert low < chosen_low < 0 < chosen_high < 0.5 * high
+    # Independent of the divergence itself: the int8 error of the bulk (all but the two
+    # outliers, which entropy calibration gives up) is far smaller than with min/max.
+    bulk = values[:-2]
+    assert simulated_int8_mse(bulk, chosen_low, chosen_high) < 0.1 * simulated_int8_mse(
+        bulk, low, high)
+    full = kl_divergence_of_range(counts, 0, len(counts))
+    assert 0 <= divergence < full
+    assert chosen_range("entropy", counts, low, high) == (chosen_low, chosen_high)
+    assert chosen_range("minmax", counts, low, high) == (low, high)
+
+
+def test_every_method_keeps_zero_inside_the_range():
+    positive = np.random.default_rng(6).uniform(0.5, 1.0, 50_000)
+    for method in ("mse", "percentile", "entropy", "minmax"):
+        low, high = chosen_range(method, *histogram(positive))
+        assert low == 0.0 < high <= positive.max() + 1e-9, method
+
+
+def test_stratified_order_takes_every_class_in_turn():
+    from types import SimpleNamespace
+
+    from lean_export.export import stratified_order
+
+    clips = [SimpleNamespace(name=name, label_indices=labels) for name, labels in [
+        ("a0", [0]), ("a1", [0]), ("a2", [0, 2]), ("b0", [1]), ("c0", [2, 1]), ("c1", [2])]]
+    assert [clip.name for clip in stratified_order(clips, 3)] == [
+        "a0", "b0", "c0", "a1", "c1", "a2"]
+
+
+@pytest.mark.slow
+def test_bias_correction_removes_the_mean_shift_of_coarse_weights():
+    import dataclasses
+
+    import keras
+
+    from lean.config import InputSpec
+    from lean_export.convert import QuantizationConfig, build_serving_model, convert_model
+    from lean_export.sensitivity import tflite_scores
+
+    keras.utils.set_random_seed(0)
+    samples = 512
+    waveform = keras.Input((samples,), batch_size=1, name="waveform")
+    frames = keras.layers.Reshape((32, 16))(waveform)
+    # Inputs with a large common offset: weight rounding then shifts every output's mean.
+    hidden = keras.layers.Dense(64, name="wide")(frames)
+    model = build_serving_model(keras.Model(waveform, keras.layers.GlobalAveragePooling1D()(
+        hidden)), InputSpec(sample_rate=samples))
+    rng = np.random.default_rng(0)
+    calibration = (3.0 + 0.1 * rng.standard_normal((64, samples))).astype(np.float32)
+    held_out = (3.0 + 0.1 * rng.standard_normal((16, samples))).astype(np.float32)
+    reference = model.predict(held_out, batch_size=1, verbose=0)
+    base = QuantizationConfig.create_full_integer(float_frontends=False, float_output_head=False,
+                                                  weight_granularity="per_tensor")
+    shifts = {}
+    for corrected in (False, True):
+        quantization = dataclasses.replace(base, bias_correction=corrected)
+        model_bytes, details = convert_model(model, quantization, calibration, progress=False)
+        error = tflite_scores(model_bytes, held_out) - reference
+        # The mean error per output channel over windows: what bias correction targets.
+        shifts[corrected] = np.abs(error.mean(axis=0)).mean()
+        if corrected:
+            assert details["bias_correction"]["ops_corrected"] == 1
+            assert details["bias_correction"]["max_abs_shift"] > 0
+    assert shifts[True] < 0.5 * shifts[False]
 
 
 @pytest.mark.slow

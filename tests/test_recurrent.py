@@ -1,6 +1,5 @@
 """The unrolled recurrent layers against Keras' own Bidirectional LSTM and GRU."""
 
-import keras
 import numpy as np
 import pytest
 

@@ -278,9 +278,14 @@ def class_sound(rng, n, demo_class: DemoClass, recordings: dict) -> np.ndarray:
         sound = _from_recordings(rng, n, recordings[demo_class.label])
     else:
         sound = demo_class.synthesize(rng, n)
+    return normalized_active_rms(sound, demo_class.label)
+
+
+def normalized_active_rms(sound: np.ndarray, label: str) -> np.ndarray:
+    """`sound` scaled to unit RMS over its active part (above -60 dB of its peak)."""
     peak = np.abs(sound).max()
     if not peak > 0:  # would make a clip whose label is a lie
-        raise AssertionError(f"demo generator made a silent {demo_class.label} event")
+        raise AssertionError(f"demo generator made a silent {label} event")
     active = np.abs(sound) > 1e-3 * peak
     return sound / np.sqrt(np.mean(sound[active] ** 2))
 
@@ -300,16 +305,22 @@ def _render_clip(rng, label_indices, recordings) -> np.ndarray:
     return mix / (np.abs(mix).max() + 1e-12) * 10 ** (peak_db / 20)
 
 
+def shuffled_splits(rng, clips_per_class: int, eval_fraction: float,
+                    val_fraction: float) -> list[str]:
+    """The splits of one class's clips (eval, val and train counts rounded), in random order."""
+    splits = ["eval"] * round(clips_per_class * eval_fraction)
+    splits += ["val"] * round(clips_per_class * val_fraction)
+    splits += ["train"] * (clips_per_class - len(splits))
+    rng.shuffle(splits)
+    return splits
+
+
 def _plan_clips(rng, clips_per_class: int) -> list[dict]:
     """Which classes each clip holds and its split, stratified by the clip's first class."""
     num_classes = len(DEMO_CLASSES)
     plan = []
     for primary in range(num_classes):
-        splits = ["eval"] * round(clips_per_class * EVAL_FRACTION)
-        splits += ["val"] * round(clips_per_class * VAL_FRACTION)
-        splits += ["train"] * (clips_per_class - len(splits))
-        rng.shuffle(splits)
-        for split in splits:
+        for split in shuffled_splits(rng, clips_per_class, EVAL_FRACTION, VAL_FRACTION):
             labels = [primary]
             if rng.uniform() < MULTI_LABEL_FRACTION:
                 labels.append(int(rng.choice([c for c in range(num_classes) if c != primary])))
