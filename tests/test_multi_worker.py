@@ -1,7 +1,7 @@
 """Multi-worker training for real: two `lean train --strategy multi-worker` processes on
 loopback, CPU only, as two machines would run it. Worker 1 is killed mid-epoch, both are
-restarted, and the resumed two-worker run must end where one process with the same global
-batch and seed ends.
+restarted, then the chief is killed mid-epoch, both are restarted again, and the resumed
+two-worker run must end where one process with the same global batch and seed ends.
 
 The workers run in a private network namespace when this host allows one (root; CI), so no
 packet can leave loopback and fixed ports cannot collide with anything; elsewhere on 127.0.0.1
@@ -121,33 +121,49 @@ def _history(run_dir: Path) -> list[dict]:
     return [dict(zip(header, map(float, line.split(",")))) for line in lines[1:]]
 
 
+def _state(root: Path) -> dict:
+    return json.loads((root / "run0" / "checkpoints" / "state.json").read_text())
+
+
 @pytest.fixture(scope="module")
 def runs(loopback, tmp_path_factory):
-    """One process, then two workers of which worker 1 is killed before batch 2 of epoch 2
-    (after both finished epoch 1 together), then both restarted."""
+    """One process; then two workers of which worker 1 is killed before batch 2 of epoch 2
+    (after both finished epoch 1 together); both restarted, the chief killed before batch 3 of
+    epoch 2; both restarted to the end."""
     from lean.cli import main
 
     root = tmp_path_factory.mktemp("multi_worker")
     data = make_tone_dataset(root / "data")
     assert main(["train", "--data", str(data), "--out", str(root / "one"), *TRAIN_ARGS,
                  "--cache-dir", str(root / "cache")]) == 0
-    killed = _run_workers(loopback, root, data, crash_points={1: "batch:2:2"})
-    state_after_kill = json.loads((root / "run0" / "checkpoints" / "state.json").read_text())
+    worker_killed = _run_workers(loopback, root, data, crash_points={1: "batch:2:2"})
+    state_after_worker = _state(root)
+    chief_killed = _run_workers(loopback, root, data, crash_points={0: "batch:2:3"})
+    state_after_chief = _state(root)
     resumed = _run_workers(loopback, root, data, crash_points={})
-    return {"root": root, "killed": killed, "state_after_kill": state_after_kill,
-            "resumed": resumed}
+    return {"root": root, "worker killed": worker_killed, "chief killed": chief_killed,
+            "states": (state_after_worker, state_after_chief), "resumed": resumed}
 
 
 @pytest.mark.slow
-def test_a_killed_worker_stops_the_chief_with_one_line_and_both_resume(runs):
-    (chief_code, chief_log), (worker_code, _) = runs["killed"]
+def test_a_killed_worker_or_chief_stops_the_other_with_one_line_and_both_resume(runs):
+    (chief_code, chief_log), (worker_code, _) = runs["worker killed"]
     assert worker_code == -9  # killed itself at the crash point, as kill -9 would
     last_line = chief_log.strip().splitlines()[-1]
     assert chief_code == 2, chief_log[-3000:]
     assert last_line.startswith("lean: error: lost worker 1 (127.0.0.1:")
     assert last_line.endswith("during epoch 2 (its heartbeats stopped); start every worker "
                               "again with the same command to resume after epoch 1")
-    assert runs["state_after_kill"]["epoch"] == 1
+
+    (chief_code, chief_log), (worker_code, worker_log) = runs["chief killed"]
+    assert chief_code == -9
+    assert "resuming" in chief_log and "after epoch 1 of 2" in chief_log
+    last_line = worker_log.strip().splitlines()[-1]
+    assert worker_code == 2, worker_log[-3000:]
+    assert last_line.startswith("lean: error: lost ")
+    assert last_line.endswith("during epoch 2 (its connection broke); start every worker "
+                              "again with the same command to resume after epoch 1")
+    assert [state["epoch"] for state in runs["states"]] == [1, 1]
 
     (chief_code, chief_log), (worker_code, worker_log) = runs["resumed"]
     assert (chief_code, worker_code) == (0, 0), chief_log[-3000:] + worker_log[-3000:]

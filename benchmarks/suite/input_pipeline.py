@@ -7,9 +7,11 @@ is Keras `fit` of a freshly built model on one fixed in-memory batch, so it has 
 Each measurement runs in a child process pinned to its cores (`sched_setaffinity`, so
 TensorFlow's thread pools size themselves to them), after an untimed warm-up; measurements take
 turns for `--repeats` rounds and the fastest of each counts, which damps the noise of other
-jobs on shared machines. Reported: windows/s per variant and core count, the ratio of the
-pipeline on all cores to the training rate (target >= 5), the scaling from 1 core to all, and
-the cores a GPU training at `--gpu-rate` windows/s would need at the measured per-core rate.
+jobs on shared machines. Each also reports its process CPU time, which other jobs barely
+change: windows per CPU-second is what a window costs. Reported: windows/s and windows per
+CPU-second per variant and core count, the ratio of the pipeline on the most cores to the
+training rate (target >= 5), the scaling from the fewest cores to the most, and the cores a GPU
+training at `--gpu-rate` windows/s would keep busy at the measured CPU cost per window.
 
     python benchmarks/suite/input_pipeline.py [--data DIR] [--model lean] [--batch-size 64]
         [--cores 1,2,...] [--gpu-rate 3000 | --train-on gpu] [--repeats 3] [--json OUT.json|-]
@@ -103,7 +105,7 @@ def _child_pipeline(args) -> dict:
         _evict(args.cache)
         iterator = iter(_pipeline("cold", dataset, cache, index, window_samples, batch, 1))
         next(iterator)  # the pipeline's start-up, and one batch of cold reads, untimed
-        started, windows = time.perf_counter(), 0
+        started, cpu_started, windows = time.perf_counter(), time.process_time(), 0
         for batch_windows, _ in iterator:
             windows += int(batch_windows.shape[0])
     else:
@@ -112,10 +114,11 @@ def _child_pipeline(args) -> dict:
                                   epochs))
         for _ in range(math.ceil(index.num_windows / batch)):  # warm-up: one epoch
             next(iterator)
-        started, windows = time.perf_counter(), 0
+        started, cpu_started, windows = time.perf_counter(), time.process_time(), 0
         for batch_windows, _ in iterator:
             windows += int(batch_windows.shape[0])
-    return {"windows": windows, "seconds": time.perf_counter() - started}
+    return {"windows": windows, "seconds": time.perf_counter() - started,
+            "cpu_seconds": time.process_time() - cpu_started}
 
 
 def _child_train(args) -> dict:
@@ -145,13 +148,15 @@ def _child_train(args) -> dict:
     targets = np.resize(targets, (args.batch_size, targets.shape[1]))
     batches = tf.data.Dataset.from_tensors((windows, targets)).repeat()
     model.fit(batches, steps_per_epoch=3, epochs=1, verbose=0)  # traces the step
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     model.fit(batches, steps_per_epoch=TRAIN_STEPS, epochs=1, verbose=0)
-    return {"windows": TRAIN_STEPS * args.batch_size, "seconds": time.perf_counter() - started}
+    return {"windows": TRAIN_STEPS * args.batch_size, "seconds": time.perf_counter() - started,
+            "cpu_seconds": time.process_time() - cpu_started}
 
 
 def _run_child(kind: str, cores: int, common: list[str], variant: str = "",
-               gpu: bool = False) -> float:
+               gpu: bool = False) -> tuple[float, float]:
+    """(windows/s, windows per CPU-second) of one measurement in a pinned child process."""
     argv = [sys.executable, __file__, "--child", kind, "--child-cores", str(cores), *common]
     if variant:
         argv += ["--variant", variant]
@@ -162,7 +167,8 @@ def _run_child(kind: str, cores: int, common: list[str], variant: str = "",
     if result.returncode != 0:
         raise RuntimeError(f"{kind} child on {cores} cores failed:\n{result.stderr[-3000:]}")
     measured = json.loads(result.stdout.strip().splitlines()[-1])
-    return measured["windows"] / measured["seconds"]
+    return (measured["windows"] / measured["seconds"],
+            measured["windows"] / max(measured["cpu_seconds"], 1e-9))
 
 
 def measure(data_dir: Path, cache_dir: Path, model: str, batch_size: int, repeats: int,
@@ -190,31 +196,35 @@ def measure(data_dir: Path, cache_dir: Path, model: str, batch_size: int, repeat
     core_counts = sorted(set(core_counts or range(1, all_cores + 1)))
     if core_counts[0] < 1 or core_counts[-1] > all_cores:
         raise SystemExit(f"--cores: this host has cores 1 to {all_cores}")
-    best: dict = {}
+    best: dict = {}  # (kind, variant, cores) -> (best windows/s, best windows per CPU-second)
     for round_number in range(repeats):
         turns = [("train", all_cores, "")] + [("pipeline", cores, variant)
                                               for variant in VARIANTS for cores in core_counts]
         for kind, cores, variant in turns:
-            rate = _run_child(kind, cores, common, variant, gpu=kind == "train"
-                              and train_on == "gpu")
+            rate, per_cpu_second = _run_child(kind, cores, common, variant,
+                                              gpu=kind == "train" and train_on == "gpu")
             key = (kind, variant, cores)
-            best[key] = max(best.get(key, 0.0), rate)
+            previous = best.get(key, (0.0, 0.0))
+            best[key] = (max(previous[0], rate), max(previous[1], per_cpu_second))
             progress(f"round {round_number + 1}/{repeats}: {kind} {variant or model} on "
-                     f"{cores} core(s): {rate:,.0f} windows/s")
-    train_rate = best[("train", "", all_cores)]
+                     f"{cores} core(s): {rate:,.0f} windows/s, {per_cpu_second:,.0f} per "
+                     "CPU-second")
+    train_rate, train_per_cpu_second = best[("train", "", all_cores)]
     gpu_rate = train_rate if gpu_rate is None else gpu_rate
     most, least = core_counts[-1], core_counts[0]
     variants = {}
     for variant, description in VARIANTS.items():
-        rates = {cores: best[("pipeline", variant, cores)] for cores in core_counts}
-        # Per core at the most cores measured: what scaling up to there has left.
-        per_core = rates[most] / most
+        rates = {cores: best[("pipeline", variant, cores)][0] for cores in core_counts}
+        per_cpu = {cores: best[("pipeline", variant, cores)][1] for cores in core_counts}
         variants[variant] = {
             "description": description,
             "windows_per_second": {str(cores): round(rate, 1) for cores, rate in rates.items()},
+            "windows_per_cpu_second": {str(cores): round(rate, 1)
+                                       for cores, rate in per_cpu.items()},
             "ratio_to_training": round(rates[most] / train_rate, 2),
             "scaling": round(rates[most] / rates[least], 2),
-            "cores_for_gpu_rate": math.ceil(gpu_rate / per_core),
+            # At the CPU cost per window on the most cores, parallel overheads included.
+            "cores_for_gpu_rate": math.ceil(gpu_rate / per_cpu[most]),
         }
     ratio = variants["cached"]["ratio_to_training"]
     return {
@@ -227,6 +237,7 @@ def measure(data_dir: Path, cache_dir: Path, model: str, batch_size: int, repeat
         "pipeline_cores": core_counts,
         "train_on": train_on,
         "training_windows_per_second": round(train_rate, 1),
+        "training_windows_per_cpu_second": round(train_per_cpu_second, 1),
         "variants": variants,
         "gpu_rate": gpu_rate,
         "target_ratio": TARGET_RATIO,
@@ -245,10 +256,11 @@ def _report(result: dict) -> None:
     for name, variant in result["variants"].items():
         rates = ", ".join(f"{count} core(s) {rate:,.0f}"
                           for count, rate in variant["windows_per_second"].items())
-        print(f"pipeline {name:6s}: {rates} windows/s; {variant['ratio_to_training']:.1f}x "
-              f"training, {variant['scaling']:.2f}x from {counts[0]} to {counts[-1]} cores; "
-              f"a GPU at {result['gpu_rate']:,.0f} windows/s needs "
-              f"{variant['cores_for_gpu_rate']} core(s)")
+        cpu = ", ".join(f"{rate:,.0f}" for rate in variant["windows_per_cpu_second"].values())
+        print(f"pipeline {name:6s}: {rates} windows/s ({cpu} per CPU-second); "
+              f"{variant['ratio_to_training']:.1f}x training, {variant['scaling']:.2f}x from "
+              f"{counts[0]} to {counts[-1]} cores; a GPU at {result['gpu_rate']:,.0f} windows/s "
+              f"needs {variant['cores_for_gpu_rate']} core(s)")
     verdict = "meets" if result["meets_target"] else "MISSES"
     print(f"cached pipeline / training: {verdict} the >= {TARGET_RATIO:g}x target")
 
@@ -287,7 +299,7 @@ def main(argv=None) -> int:
         print(json.dumps(measured))
         return 0
 
-    from lean.io import atomic_write_text
+    from lean_bench.report import write_json
 
     with tempfile.TemporaryDirectory(prefix="lean-input-pipeline-") as scratch:
         scratch = Path(scratch)
@@ -303,12 +315,8 @@ def main(argv=None) -> int:
         result = measure(data_dir, scratch / "cache", args.model, args.batch_size,
                          args.repeats, gpu_rate, args.core_counts, args.train_on,
                          progress=lambda line: print(line, file=sys.stderr, flush=True))
-    text = json.dumps(result, indent=2) + "\n"
-    if args.json is not None and str(args.json) == "-":
-        sys.stdout.write(text)
-    else:
-        if args.json is not None:
-            atomic_write_text(args.json, text)
+    write_json(result, None if args.json is None else str(args.json))
+    if args.json is None or str(args.json) != "-":
         _report(result)
     return 0
 
