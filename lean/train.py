@@ -10,12 +10,16 @@ import json
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Optional
 
 import keras
+import numpy as np
 
+from lean import distribute
 from lean.config import RunConfig, load_json, save_json, to_dict
+from lean.distribute import DistributionConfig, Placement
 from lean.errors import LeanError
 from lean.io import atomic_write_text
 from lean.run import (
@@ -121,26 +125,20 @@ def _log(message: str) -> None:
     print(f"lean train: {message}", file=sys.stderr, flush=True)
 
 
-def _set_up_devices(train_config):
-    """Chooses the distribution strategy and precision policy; returns (strategy, description)."""
+def _set_up_devices(train_config, distribution: DistributionConfig) -> Placement:
+    """Chooses the distribution strategy (`lean.distribute`) and the precision policy."""
     import tensorflow as tf
 
-    gpus = tf.config.list_physical_devices("GPU")
-    if train_config.multi_gpu and len(gpus) > 1:
-        strategy = tf.distribute.MirroredStrategy()
-        where = f"{len(gpus)} GPUs with MirroredStrategy"
-    else:
-        strategy = tf.distribute.get_strategy()
-        where = "GPU 0" if gpus else "CPU (no GPU found)"
-        if len(gpus) > 1:
-            where += f" of {len(gpus)} (--no-multi-gpu)"
-    if gpus and train_config.mixed_precision:
+    from lean.distribute import place
+
+    placement = place(distribution, multi_gpu=train_config.multi_gpu)
+    if tf.config.list_physical_devices("GPU") and train_config.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
-        where += ", mixed_float16"
+        placement.description += ", mixed_float16"
     else:
         keras.mixed_precision.set_global_policy("float32")
-        where += ", float32"
-    return strategy, where
+        placement.description += ", float32"
+    return placement
 
 
 def _compile(model, config: RunConfig, steps_per_epoch: Optional[int] = None) -> None:
@@ -198,16 +196,19 @@ def resolve_dataset(config: RunConfig):
 
 
 def train(config: RunConfig, run_dir: str | Path, cache_dir: Optional[str | Path] = None,
-          max_windows_per_epoch: Optional[int] = None, progress: bool = True) -> dict:
+          max_windows_per_epoch: Optional[int] = None, progress: bool = True,
+          distribution: DistributionConfig = DistributionConfig()) -> dict:
     """Trains (or resumes, or reports complete) one run.
 
     Args:
         config: the run's settings; `config.data.dir` names the dataset (any layout with train
             and val splits); `model.num_classes` is set from the dataset's labels.
-        run_dir: where the run lives; rerunning with the same settings resumes it.
+        run_dir: where the run lives; rerunning with the same settings resumes it. Under
+            multi-worker training only the chief writes it.
         cache_dir: decoded-audio cache (default: `lean.data.pipeline.default_cache_dir()`).
         max_windows_per_epoch: train on this many shuffled windows per epoch (None: all).
         progress: tqdm bars on stderr.
+        distribution: the strategy (`lean.distribute`); the default keeps one machine.
 
     Returns:
         The final training state (epochs done, best score and epoch, history).
@@ -233,26 +234,65 @@ def train(config: RunConfig, run_dir: str | Path, cache_dir: Optional[str | Path
     monitor = task(config.model.task).monitor
     options = {"max_windows_per_epoch": max_windows_per_epoch}
     labels = labels_text(dataset.labels)
-    state = _check_existing_run(run_dir, config, labels, options)
-    _remove_leftovers(run_dir, state)
-    if state and state.get("completed"):
+    multi_worker = distribution.strategy == "multi-worker"
+    if not multi_worker and os.environ.get(distribute.TF_CONFIG):
+        _log(f"note: {distribute.TF_CONFIG} is set, but --strategy {distribution.strategy} "
+             "trains on this machine alone; --strategy multi-worker trains on its cluster")
+    # A malformed TF_CONFIG is reported before any work; only the chief owns the run directory.
+    is_chief = distribute.cluster_from_environment().is_chief if multi_worker else True
+    state = _check_existing_run(run_dir, config, labels, options) if is_chief else None
+    if is_chief:
+        _remove_leftovers(run_dir, state)
+    if state and state.get("completed") and not multi_worker:
         _log(f"{run_dir} is complete: {state['epoch']} epochs, best {monitor} "
              f"{state['best_score']:.4f} at epoch {state['best_epoch']}")
         return state
 
     note = _random_trunk_note(config)
-    if note:
+    if note and is_chief:
         _log(note)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_json(config, run_dir / CONFIG_FILE)
-    atomic_write_text(run_dir / LABELS_FILE, labels)
-    copy_parts(run_dir, config.model)
+    if is_chief:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_json(config, run_dir / CONFIG_FILE)
+        atomic_write_text(run_dir / LABELS_FILE, labels)
+        copy_parts(run_dir, config.model)
+    placement = _set_up_devices(config.train, distribution)
+    if placement.cluster:
+        state = _agree_on_settings(placement, config, labels, options, state)
+        if state and state["completed"]:
+            _log(f"{run_dir} is complete: {state['epoch']} epochs, best {monitor} "
+                 f"{state['best_score']:.4f} at epoch {state['best_epoch']}")
+            return state
 
     model_input = config.model.input
     cache = AudioCache(cache_dir or default_cache_dir(), model_input.sample_rate,
                        channels=model_input.channels)
-    indexes = _index_splits(dataset, cache, config, run_dir, progress)
-    return _fit(config, dataset, cache, indexes, run_dir, state, options, progress)
+    indexes = _index_splits(dataset, cache, config, run_dir, progress, writes=is_chief)
+    if placement.cluster:
+        # Window ids must name the same windows everywhere: the same clips, cut alike.
+        facts = {f"{split} windows": [[clip.fname, int(count)] for clip, count in zip(
+                     index.clips, np.bincount(index.clip_of_window, minlength=len(index.clips)))]
+                 for split, index in indexes.items()}
+        with distribute.lost_peers_explained(placement, lambda: state["epoch"] if state else 0):
+            distribute.agree_with_chief(placement, facts, state)
+    return _fit(config, dataset, cache, indexes, run_dir, state, options, progress, placement)
+
+
+def _agree_on_settings(placement: Placement, config: RunConfig, labels: str, options: dict,
+                       state: Optional[dict]) -> Optional[dict]:
+    """Multi-worker: checks every worker has the chief's settings, and gives every worker the
+    chief's training state (the chief keeps its own, with history; None for a new run)."""
+    # The dataset folder may live elsewhere on each machine; everything else must match.
+    settings = to_dict(dataclasses.replace(config, data=dataclasses.replace(config.data,
+                                                                            dir=None)))
+    facts = {"settings": settings, "labels": labels, "options": options}
+    with distribute.lost_peers_explained(placement, lambda: 0):
+        chief = distribute.agree_with_chief(placement, facts, state)
+    if placement.is_chief:
+        return state
+    if chief["epoch"] == 0 and not chief["completed"]:
+        return None
+    return {**chief, "checkpoint": None, "history": [], "options": options}
 
 
 def _random_trunk_note(config: RunConfig) -> Optional[str]:
@@ -303,8 +343,10 @@ def _check_existing_run(run_dir: Path, config: RunConfig, labels: str,
     return state
 
 
-def _index_splits(dataset, cache, config: RunConfig, run_dir: Path, progress: bool) -> dict:
-    """Decodes train and val once, writes data_summary.json and skipped_files.txt."""
+def _index_splits(dataset, cache, config: RunConfig, run_dir: Path, progress: bool,
+                  writes: bool = True) -> dict:
+    """Decodes train and val once, writes data_summary.json and skipped_files.txt (`writes`:
+    the run directory's owner)."""
     from lean.data.pipeline import build_window_index
 
     indexes = {}
@@ -334,8 +376,10 @@ def _index_splits(dataset, cache, config: RunConfig, run_dir: Path, progress: bo
             for split, index in indexes.items()
         },
     }
-    atomic_write_text(run_dir / DATA_SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
-    atomic_write_text(run_dir / SKIPPED_FILES, "".join(f"{reason}\n" for _, reason in skipped))
+    if writes:
+        atomic_write_text(run_dir / DATA_SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
+        atomic_write_text(run_dir / SKIPPED_FILES,
+                          "".join(f"{reason}\n" for _, reason in skipped))
     if skipped:
         _log(f"skipped {len(skipped)} bad audio files, listed in {run_dir / SKIPPED_FILES}")
     for split, index in indexes.items():
@@ -344,7 +388,7 @@ def _index_splits(dataset, cache, config: RunConfig, run_dir: Path, progress: bo
 
 
 def _fit(config: RunConfig, dataset, cache, indexes: dict, run_dir: Path, state: Optional[dict],
-         options: dict, progress: bool) -> dict:
+         options: dict, progress: bool, placement: Placement) -> dict:
     from lean.data.pipeline import build_window_dataset, steps_per_epoch, training_example_ids
     from lean.models.registry import build_model
     from lean.tasks import task
@@ -354,16 +398,22 @@ def _fit(config: RunConfig, dataset, cache, indexes: dict, run_dir: Path, state:
 
     train_config = config.train
     monitor = task(config.model.task).monitor
-    strategy, where = _set_up_devices(train_config)
-    _log(f"training {config.model.name} ({config.model.task}) on {where}")
+    strategy = placement.strategy
+    _log(f"training {config.model.name} ({config.model.task}) on {placement.description}")
     keras.utils.set_random_seed(train_config.seed)
 
     first_epoch = state["epoch"] if state else 0
     global_batch = train_config.batch_size
-    with strategy.scope():
-        if state:
+    chief_values = None
+    if placement.cluster and state and placement.is_chief:
+        # Read outside the strategy's scope; the other workers get these values from the chief.
+        chief_values = distribute.checkpoint_values(
+            load_checkpoint(run_dir / CHECKPOINT_DIR / state["checkpoint"]))
+    # One machine resumes from its checkpoint; a cluster builds afresh and takes the chief's.
+    from_checkpoint = bool(state) and not placement.cluster
+    with strategy.scope(), distribute.lost_peers_explained(placement, lambda: first_epoch):
+        if from_checkpoint:
             model = load_checkpoint(run_dir / CHECKPOINT_DIR / state["checkpoint"])
-            _log(f"resuming {run_dir} after epoch {first_epoch} of {train_config.epochs}")
         else:
             model = build_model(config.model)
             # The contract keeps the frontend and the output float32 under mixed precision.
@@ -374,16 +424,26 @@ def _fit(config: RunConfig, dataset, cache, indexes: dict, run_dir: Path, state:
         # on each clip's first window, each batch cut to its shortest clip; validation, like
         # evaluation, always uses full windows.
         clip_starts = model.inputs[0].shape[1] is None
-        steps = steps_per_epoch(len(training_example_ids(indexes["train"], clip_starts)),
-                                global_batch, options["max_windows_per_epoch"])
-        if not state:
+        if clip_starts and placement.num_replicas > 1:
+            raise LeanError(f"model {config.model.name} trains on whole clips of varying length, "
+                            "which one replica does; train it with --strategy one-device")
+        num_examples = len(training_example_ids(indexes["train"], clip_starts))
+        steps = steps_per_epoch(num_examples, global_batch, options["max_windows_per_epoch"])
+        if not from_checkpoint:
             if train_config.specaugment is not None:
                 # Trained through a copy that masks after the frontend; shares every weight.
                 model = with_spec_augment(model, train_config.specaugment, train_config.seed)
             _compile(model, config, steps)
+            if state:
+                distribute.restore_from_chief(placement, model, chief_values)
+        if state:
+            where = run_dir if placement.is_chief else "the chief's run"
+            _log(f"resuming {where} after epoch {first_epoch} of {train_config.epochs}")
+        else:
             state = {"epoch": 0, "checkpoint": None, "best_score": None, "best_epoch": None,
                      "history": [], "completed": False, "options": options}
-    write_history_csv(run_dir / HISTORY_FILE, state["history"])
+    if placement.is_chief:
+        write_history_csv(run_dir / HISTORY_FILE, state["history"])
     if clip_starts:
         _log("one example per clip: its first window (a shorter clip whole), each batch cut to "
              "its shortest clip")
@@ -394,31 +454,50 @@ def _fit(config: RunConfig, dataset, cache, indexes: dict, run_dir: Path, state:
         from lean.training.distillation import teacher_soft_targets
 
         teacher = teacher_soft_targets(config, dataset, cache, indexes["train"], run_dir,
-                                       progress)
-    train_data = build_window_dataset(
-        indexes["train"], dataset, cache, window_samples, global_batch,
-        shuffle_seed=train_config.seed, epochs=(first_epoch, train_config.epochs),
-        max_windows_per_epoch=options["max_windows_per_epoch"], clip_starts=clip_starts,
-        window_targets=teacher,
-    )
+                                       progress, writes=placement.is_chief)
     mixer = build_mixer(train_config, config.model.task, config.model.num_classes)
-    if mixer is not None:
-        train_data = mix_batches(train_data, mixer, train_config.seed, first_epoch,
-                                 steps).prefetch(2)
-    val_data = build_window_dataset(indexes["val"], dataset, cache, window_samples, global_batch)
+
+    def train_pipeline(replicas=None):
+        batches = build_window_dataset(
+            indexes["train"], dataset, cache, window_samples, global_batch,
+            shuffle_seed=train_config.seed, epochs=(first_epoch, train_config.epochs),
+            max_windows_per_epoch=options["max_windows_per_epoch"], clip_starts=clip_starts,
+            window_targets=teacher, replicas=replicas,
+        )
+        if mixer is None:
+            return batches
+        return mix_batches(batches, mixer, train_config.seed, first_epoch, steps).prefetch(2)
+
+    def val_pipeline(replicas=None):
+        return build_window_dataset(indexes["val"], dataset, cache, window_samples,
+                                    global_batch, replicas=replicas)
+
+    per_epoch = min(num_examples, options["max_windows_per_epoch"] or num_examples)
+    if placement.num_replicas > 1:
+        # Each replica reads only its part of every global batch of --batch-size windows.
+        distribute.check_batches(placement, global_batch, per_epoch, indexes["val"].num_windows)
+        train_data = distribute.replica_datasets(placement, train_pipeline)
+        val_data = distribute.replica_datasets(placement, val_pipeline)
+    else:
+        train_data, val_data = train_pipeline(), val_pipeline()
     # ScheduleLog first: the callbacks after it read the learning rates it adds to the logs.
     callbacks = [ScheduleLog(build_learning_rate(train_config, steps)),
                  EpochCheckpoint(run_dir, state, train_config.epochs, monitor,
-                                 best_model=without_spec_augment(model)),
-                 *_tensorboard_callbacks(run_dir),
+                                 best_model=without_spec_augment(model),
+                                 writes=placement.is_chief),
+                 *(_tensorboard_callbacks(run_dir) if placement.is_chief else []),
                  TqdmProgress(steps, train_config.epochs, state, monitor, enabled=progress)]
     if os.environ.get(CRASH_POINT_VARIABLE):
         callbacks.append(CrashPoints())
-    model.fit(train_data, epochs=train_config.epochs, initial_epoch=first_epoch,
-              steps_per_epoch=steps, validation_data=val_data, callbacks=callbacks, shuffle=False,
-              verbose=0)
-    _log(f"done: best {monitor} {state['best_score']:.4f} at epoch {state['best_epoch']}; "
-         f"model {run_dir / BEST_MODEL}")
+    with distribute.lost_peers_explained(placement, lambda: state["epoch"]), \
+            warnings.catch_warnings():
+        # A distributed validation set has no known length, so Keras warns at its end.
+        warnings.filterwarnings("ignore", message="Your input ran out of data")
+        model.fit(train_data, epochs=train_config.epochs, initial_epoch=first_epoch,
+                  steps_per_epoch=steps, validation_data=val_data, callbacks=callbacks,
+                  shuffle=False, verbose=0)
+    _log(f"done: best {monitor} {state['best_score']:.4f} at epoch {state['best_epoch']}"
+         + (f"; model {run_dir / BEST_MODEL}" if placement.is_chief else ""))
     return state
 
 
@@ -439,10 +518,12 @@ class EpochCheckpoint(keras.callbacks.Callback):
 
     The state file is written last and names the checkpoint it belongs to, so a kill at any
     moment leaves the previous consistent state (and an unreferenced file at worst, which the
-    next start removes).
+    next start removes). With `writes=False` (a multi-worker run's other workers) it keeps the
+    state in memory only.
     """
 
-    def __init__(self, run_dir: Path, state: dict, epochs: int, monitor: str, best_model=None):
+    def __init__(self, run_dir: Path, state: dict, epochs: int, monitor: str, best_model=None,
+                 writes: bool = True):
         super().__init__()
         self.run_dir = run_dir
         self.state = state
@@ -451,6 +532,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
         # What best.keras holds: the trained model, or the same layers without training-only
         # ones (SpecAugment), which the resume checkpoint keeps.
         self.best_model = best_model
+        self.writes = writes
         self.started = time.monotonic()
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -463,17 +545,21 @@ class EpochCheckpoint(keras.callbacks.Callback):
         done = epoch + 1
         score = float(logs[self.monitor])
         state = self.state
-        if state["best_score"] is None or score > state["best_score"]:
+        improved = state["best_score"] is None or score > state["best_score"]
+        if improved and self.writes:
             save_keras_atomic(self.best_model or self.model, self.run_dir / BEST_MODEL)
+        if improved:
             state["best_score"], state["best_epoch"] = score, done
         checkpoint = f"epoch-{done:04d}.keras"
-        save_keras_atomic(self.model, self.run_dir / CHECKPOINT_DIR / checkpoint)
         row = {"epoch": done, **{key: float(value) for key, value in sorted(logs.items())},
                "seconds": round(time.monotonic() - self.started, 2)}
         state["history"].append(row)
-        write_history_csv(self.run_dir / HISTORY_FILE, state["history"])
         previous = state["checkpoint"]
         state.update(epoch=done, checkpoint=checkpoint, completed=done >= self.epochs)
+        if not self.writes:
+            return
+        save_keras_atomic(self.model, self.run_dir / CHECKPOINT_DIR / checkpoint)
+        write_history_csv(self.run_dir / HISTORY_FILE, state["history"])
         atomic_write_text(self.run_dir / CHECKPOINT_DIR / STATE_FILE,
                           json.dumps(state, indent=2) + "\n")
         # A kill here keeps `previous` on disk: the next start removes it (`_remove_leftovers`).

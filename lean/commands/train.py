@@ -15,6 +15,7 @@ from lean.command_line import (
     positive_int,
 )
 from lean.config import ModelConfig, RunConfig, TrainConfig
+from lean.distribute import STRATEGY_NAMES, DistributionConfig
 from lean.tasks import TASKS
 from lean.training.options import add_arguments as add_refinement_arguments
 from lean.training.options import check_train_config, train_config_values
@@ -38,7 +39,8 @@ def register(subparsers) -> None:
             "overrides. Every epoch end is checkpointed atomically: after a crash or kill, "
             "rerun the same command to resume from the last completed epoch. On a GPU it "
             "trains with mixed precision, and across all visible GPUs with MirroredStrategy "
-            "(select GPUs with CUDA_VISIBLE_DEVICES; --batch-size is the global batch)."
+            "(select GPUs with CUDA_VISIBLE_DEVICES; --batch-size is the global batch); "
+            "--strategy multi-worker trains on several machines described by TF_CONFIG."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -73,7 +75,17 @@ def register(subparsers) -> None:
     parser.add_argument("--no-mixed-precision", action="store_true",
                         help="train in float32 on a GPU (CPU training is always float32)")
     parser.add_argument("--no-multi-gpu", action="store_true",
-                        help="use one GPU even when several are visible")
+                        help="with --strategy auto: use one GPU even when several are visible")
+    parser.add_argument("--strategy", choices=STRATEGY_NAMES, default="auto",
+                        help="auto: MirroredStrategy over several visible GPUs, else one "
+                        "device; mirrored: MirroredStrategy over this machine's GPUs; "
+                        "multi-worker: MultiWorkerMirroredStrategy over the machines of "
+                        "TF_CONFIG (run the same command on each; the chief, worker 0, writes "
+                        "--out); one-device: one GPU or the CPU")
+    parser.add_argument("--peer-timeout", type=positive_float,
+                        default=DistributionConfig.peer_timeout, metavar="SECONDS",
+                        help="multi-worker: how long to wait for every worker of TF_CONFIG "
+                        "before stopping with the ones that did not answer")
     parser.add_argument("--max-windows-per-epoch", type=positive_int, default=None,
                         help="train each epoch on this many shuffled windows instead of all")
     parser.add_argument("--cache-dir", type=Path, default=None,
@@ -123,7 +135,8 @@ def run(args) -> int:
     config = RunConfig(model=model_config_from_args(args, task), train=train_config, data=data)
     state = train(config, args.out, cache_dir=args.cache_dir,
                   max_windows_per_epoch=args.max_windows_per_epoch,
-                  progress=not args.no_progress)
+                  progress=not args.no_progress,
+                  distribution=DistributionConfig(args.strategy, args.peer_timeout))
     if args.json:
         json.dump(state, sys.stdout, indent=2)
         print()

@@ -35,6 +35,18 @@ def default_cache_dir() -> Path:
     return Path(base) / "lean" / "audio"
 
 
+@dataclass(frozen=True)
+class ReplicaSlice:
+    """The replicas of a synchronous multi-replica step that one input pipeline feeds: every
+    global batch is cut into `total` contiguous parts (sizes differing by at most one) and this
+    pipeline yields parts `first` .. `first + count - 1` of each, in order (one worker of
+    MultiWorkerMirroredStrategy feeds its own devices' replicas)."""
+
+    first: int
+    count: int
+    total: int
+
+
 @dataclass
 class WindowIndex:
     """Every training window of a split: which clip it comes from and its position there."""
@@ -187,7 +199,8 @@ def build_window_dataset(index: WindowIndex, dataset: Dataset, cache: AudioCache
                          epochs: Optional[tuple[int, int]] = None,
                          max_windows_per_epoch: Optional[int] = None,
                          clip_starts: bool = False,
-                         window_targets: Optional[np.ndarray] = None):
+                         window_targets: Optional[np.ndarray] = None,
+                         replicas: Optional[ReplicaSlice] = None):
     """A batched, prefetching tf.data pipeline of (windows, targets [B, C]).
 
     Windows are [B, window_samples] for a mono cache, [B, window_samples, channels] otherwise;
@@ -210,9 +223,14 @@ def build_window_dataset(index: WindowIndex, dataset: Dataset, cache: AudioCache
         clip_starts: one example per clip, batches cut to their shortest (see above).
         window_targets: float32 [num_windows, E] columns appended to each window's targets,
             which become [B, C + E] (knowledge distillation's teacher probabilities).
+        replicas: feed only these replicas' parts of each global batch of `batch_size` windows
+            (None: whole batches, one replica). Training parts then carry sample weights that
+            make the replicas' summed gradient the global batch's mean gradient, as one process
+            computes it, also where the epoch's last batch splits unevenly.
 
     Returns:
-        `tf.data.Dataset` of `(windows, labels)` float32 batches.
+        `tf.data.Dataset` of `(windows, labels)` float32 batches, `(windows, labels, weights)`
+        for training with `replicas`.
     """
     import tensorflow as tf
 
@@ -232,13 +250,13 @@ def build_window_dataset(index: WindowIndex, dataset: Dataset, cache: AudioCache
                             "windows")
         num_targets += window_targets.shape[1]
 
-    def read_batch(window_ids):
+    def read_batch(window_ids, *weights):
         windows, labels = tf.numpy_function(
             read, [window_ids], (tf.float32, tf.float32), stateful=False
         )
         windows.set_shape([None, *window_shape])
         labels.set_shape([None, num_targets])
-        return windows, labels
+        return (windows, labels, *weights)
 
     if shuffle_seed is None:
         ids = tf.data.Dataset.from_tensor_slices(example_ids).batch(batch_size)
@@ -254,8 +272,13 @@ def build_window_dataset(index: WindowIndex, dataset: Dataset, cache: AudioCache
             return tf.data.Dataset.from_tensor_slices(order[:per_epoch]).batch(batch_size)
 
         ids = tf.data.Dataset.range(first, end).flat_map(epoch_ids)
+    if replicas is not None:
+        ids = ids.flat_map(functools.partial(_replica_parts, replicas=replicas,
+                                             weighted=shuffle_seed is not None))
     options = tf.data.Options()
     options.deterministic = True
+    # Each worker reads its own parts; tf.distribute must not shard the stream again.
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
     return (
         ids.map(read_batch, num_parallel_calls=tf.data.AUTOTUNE)
         .prefetch(tf.data.AUTOTUNE)
@@ -268,6 +291,29 @@ def training_example_ids(index: WindowIndex, clip_starts: bool = False) -> np.nd
     if clip_starts:
         return np.flatnonzero(index.window_in_clip == 0).astype(np.int64)
     return np.arange(index.num_windows, dtype=np.int64)
+
+
+def _replica_parts(batch_ids, replicas: ReplicaSlice, weighted: bool):
+    """The parts of one global batch of window ids that `replicas` feeds: a dataset of `count`
+    id vectors (with their sample weights when `weighted`)."""
+    import tensorflow as tf
+
+    size = tf.size(batch_ids, out_type=tf.int64)
+    # Part r holds ids [r * size // total, (r + 1) * size // total): contiguous, near-equal.
+    bounds = tf.range(replicas.total + 1, dtype=tf.int64) * size // replicas.total
+
+    def part(replica):
+        begin, end = bounds[replica], bounds[replica + 1]
+        ids = batch_ids[begin:end]
+        if not weighted:
+            return ids
+        # Keras averages a replica's loss over its own n_r windows and divides it by the
+        # replica count R; weighting its windows by R * n_r / size makes the sum over replicas
+        # the mean over all `size` windows (an empty part contributes nothing).
+        weight = tf.cast(replicas.total * (end - begin), tf.float32) / tf.cast(size, tf.float32)
+        return ids, tf.fill(tf.reshape(end - begin, [1]), weight)
+
+    return tf.data.Dataset.range(replicas.first, replicas.first + replicas.count).map(part)
 
 
 def steps_per_epoch(num_windows: int, batch_size: int,

@@ -89,7 +89,8 @@ def windows_key(parts: Iterable[str]) -> str:
 
 
 def cached_teacher_logits(run_dir: str | Path, teacher_dir: str | Path, windows: str,
-                          num_windows: int, compute: Callable[[], np.ndarray]) -> np.ndarray:
+                          num_windows: int, compute: Callable[[], np.ndarray],
+                          writes: bool = True) -> np.ndarray:
     """The teacher's logits of the run's training windows, from RUN_DIR's cache when it was
     made by this teacher file for these windows, else computed once by `compute()` and saved.
 
@@ -98,6 +99,8 @@ def cached_teacher_logits(run_dir: str | Path, teacher_dir: str | Path, windows:
         teacher_dir: the teacher's run directory (its best.keras names the cache).
         windows: `windows_key(...)` of the training windows, in window-index order.
         num_windows: their count; `compute()` must return [num_windows, K].
+        writes: save what `compute()` returns (False: a multi-worker run's other workers, which
+            write nothing to the run directory).
     """
     run_dir = Path(run_dir)
     info = {**_teacher_identity(Path(teacher_dir)), "windows": windows,
@@ -116,6 +119,8 @@ def cached_teacher_logits(run_dir: str | Path, teacher_dir: str | Path, windows:
     if logits.ndim != 2 or logits.shape[0] != num_windows:
         raise LeanError(f"teacher {teacher_dir}: {logits.shape} outputs for {num_windows} "
                         "training windows")
+    if not writes:
+        return logits
     # The info that vouches for the data goes first and comes back last: after a kill in
     # between there is no info, and the logits are computed again.
     info_path.unlink(missing_ok=True)
@@ -127,14 +132,14 @@ def cached_teacher_logits(run_dir: str | Path, teacher_dir: str | Path, windows:
 
 
 def teacher_soft_targets(config, dataset, cache, index, run_dir: str | Path,
-                         progress: bool = True) -> np.ndarray:
+                         progress: bool = True, writes: bool = True) -> np.ndarray:
     """The teacher's tempered probabilities [num_windows, K] of a run's training windows (in
     window-index order, un-augmented), from its cached logits.
 
     Args:
         config: the student's RunConfig (train.teacher, train.kd_temperature, model.task).
         dataset, cache, index: the training split's dataset, audio cache and window index.
-        run_dir: the student's run directory, which holds the cache.
+        run_dir: the student's run directory, which holds the cache (`writes`: saved there).
     """
     from lean.data.pipeline import iter_window_batches
     from lean.run import load_run
@@ -159,7 +164,8 @@ def teacher_soft_targets(config, dataset, cache, index, run_dir: str | Path,
         return teacher_logits(teacher.model, model_config.task, batches, index.num_windows,
                               progress)
 
-    logits = cached_teacher_logits(run_dir, train.teacher, key, index.num_windows, compute)
+    logits = cached_teacher_logits(run_dir, train.teacher, key, index.num_windows, compute,
+                                   writes)
     return np.asarray(tempered_probabilities(logits, train.kd_temperature, model_config.task),
                       dtype=np.float32)
 
