@@ -352,8 +352,6 @@ def build_demo_dataset(
     Returns:
         The manifest written to out_dir/demo.json (counts per split, sources, arguments).
     """
-    from tqdm import tqdm
-    import soundfile
 
     if clips_per_class < 5:
         # Fewer clips could leave a split without some class.
@@ -369,31 +367,8 @@ def build_demo_dataset(
         return existing
 
     plan = _plan_clips(np.random.default_rng([seed, 0]), clips_per_class)
-    rows = {"dev": [], "eval": []}
-    for number, clip in enumerate(tqdm(plan, desc="demo clips", unit="clip", disable=not progress)):
-        rng = np.random.default_rng([seed, 1, number])
-        audio = _render_clip(rng, clip["labels"], recordings)
-        rate = SAMPLE_RATE
-        if rng.uniform() < FSD50K_RATE_FRACTION:
-            import soxr
-
-            rate = FSD50K_RATE
-            audio = soxr.resample(audio, SAMPLE_RATE, rate, quality="HQ")
-            audio = np.stack([audio, audio * rng.uniform(0.5, 1.0)], axis=1)
-        part = "eval" if clip["split"] == "eval" else "dev"
-        fname = str(100000 + number)
-        with atomic_path(out_dir / f"{part}_audio" / f"{fname}.wav") as tmp:
-            soundfile.write(str(tmp), np.clip(audio, -1, 1), rate, subtype="PCM_16", format="WAV")
-        labels = [DEMO_CLASSES[index].label for index in clip["labels"]]
-        mids = [_mid(label) for label in labels]
-        row = [fname, ",".join(labels), ",".join(mids)]
-        rows[part].append(row + ([clip["split"]] if part == "dev" else []))
-
-    truth = out_dir / "ground_truth"
-    write_csv(truth / "vocabulary.csv", None,
-               [[i, c.label, _mid(c.label)] for i, c in enumerate(DEMO_CLASSES)])
-    write_csv(truth / "dev.csv", ["fname", "labels", "mids", "split"], rows["dev"])
-    write_csv(truth / "eval.csv", ["fname", "labels", "mids"], rows["eval"])
+    write_fsd50k_clips(out_dir, plan, [c.label for c in DEMO_CLASSES], seed, 100000,
+                       lambda rng, labels: _render_clip(rng, labels, recordings), progress)
     counts = {split: sum(1 for clip in plan if clip["split"] == split) for split in ("train", "val", "eval")}
     manifest = {
         "arguments": arguments,
@@ -406,6 +381,48 @@ def build_demo_dataset(
     atomic_write_text(out_dir / "README.md", _readme(manifest, recordings))
     atomic_write_text(out_dir / MANIFEST_NAME, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return manifest
+
+
+def write_fsd50k_clips(out_dir: Path, plan: list[dict], labels: list[str], seed: int,
+                       first_fname: int, render: Callable, progress: bool) -> None:
+    """Renders every planned clip into the FSD50K layout: dev_audio/ and eval_audio/ WAVs and
+    ground_truth/ (vocabulary.csv, dev.csv, eval.csv).
+
+    Args:
+        plan: one dict per clip, `labels` (class indexes) and `split` (train, val or eval).
+        labels: the class labels, in index order.
+        seed: clip N draws from numpy's generator seeded [seed, 1, N] (rendering first), so
+            each clip is the same whatever else changes.
+        first_fname: the first clip's file name (a number, as FSD50K's are).
+        render: render(rng, class indexes) -> float mono audio at SAMPLE_RATE.
+        progress: show a tqdm bar on stderr.
+    """
+    import soundfile
+    import soxr
+    from tqdm import tqdm
+
+    rows = {"dev": [], "eval": []}
+    for number, clip in enumerate(tqdm(plan, desc="demo clips", unit="clip", disable=not progress)):
+        rng = np.random.default_rng([seed, 1, number])
+        audio = render(rng, clip["labels"])
+        rate = SAMPLE_RATE
+        if rng.uniform() < FSD50K_RATE_FRACTION:
+            # Some clips at FSD50K's own 44.1 kHz, in stereo, so decoding is exercised.
+            rate = FSD50K_RATE
+            audio = soxr.resample(audio, SAMPLE_RATE, rate, quality="HQ")
+            audio = np.stack([audio, audio * rng.uniform(0.5, 1.0)], axis=1)
+        part = "eval" if clip["split"] == "eval" else "dev"
+        fname = str(first_fname + number)
+        with atomic_path(out_dir / f"{part}_audio" / f"{fname}.wav") as tmp:
+            soundfile.write(str(tmp), np.clip(audio, -1, 1), rate, subtype="PCM_16", format="WAV")
+        clip_labels = [labels[index] for index in clip["labels"]]
+        row = [fname, ",".join(clip_labels), ",".join(_mid(label) for label in clip_labels)]
+        rows[part].append(row + ([clip["split"]] if part == "dev" else []))
+    truth = out_dir / "ground_truth"
+    write_csv(truth / "vocabulary.csv", None, [[i, label, _mid(label)]
+                                                for i, label in enumerate(labels)])
+    write_csv(truth / "dev.csv", ["fname", "labels", "mids", "split"], rows["dev"])
+    write_csv(truth / "eval.csv", ["fname", "labels", "mids"], rows["eval"])
 
 
 def prepare_demo_folder(out_dir: Path, arguments: dict, force: bool, entries: tuple[str, ...],

@@ -23,8 +23,6 @@ import numpy as np
 
 from lean.data.demo import (
     DEMO_ENTRIES,
-    FSD50K_RATE,
-    FSD50K_RATE_FRACTION,
     MANIFEST_NAME,
     SAMPLE_RATE,
     SOUND_THEME_DIR,
@@ -35,10 +33,10 @@ from lean.data.demo import (
     pink_noise,
     prepare_demo_folder,
     shuffled_splits,
-    write_csv,
+    write_fsd50k_clips,
 )
 from lean.errors import LeanError
-from lean.io import atomic_path, atomic_write_text
+from lean.io import atomic_write_text
 
 MIN_CLASSES = 30
 DEFAULT_CLIPS_PER_CLASS = 40
@@ -417,10 +415,6 @@ def build_recorded_demo(out_dir: str | Path, classes: int, seed: int = 0,
     Returns:
         The manifest written to out_dir/demo.json.
     """
-    import soundfile
-    import soxr
-    from tqdm import tqdm
-
     if clips_per_class < 5:
         raise LeanError(f"--clips-per-class must be at least 5, got {clips_per_class}")
     chosen = choose_classes(classes)
@@ -433,29 +427,8 @@ def build_recorded_demo(out_dir: str | Path, classes: int, seed: int = 0,
         return existing
     bank = build_recording_bank(chosen)
     plan = _plan_clips(np.random.default_rng([seed, 0]), len(chosen), clips_per_class)
-    rows = {"dev": [], "eval": []}
-    for number, clip in enumerate(tqdm(plan, desc="demo clips", unit="clip",
-                                       disable=not progress)):
-        rng = np.random.default_rng([seed, 1, number])
-        audio = _render_clip(rng, clip["labels"], chosen, bank)
-        rate = SAMPLE_RATE
-        if rng.uniform() < FSD50K_RATE_FRACTION:
-            rate = FSD50K_RATE
-            audio = soxr.resample(audio, SAMPLE_RATE, rate, quality="HQ")
-            audio = np.stack([audio, audio * rng.uniform(0.5, 1.0)], axis=1)
-        part = "eval" if clip["split"] == "eval" else "dev"
-        fname = str(200000 + number)
-        with atomic_path(out_dir / f"{part}_audio" / f"{fname}.wav") as tmp:
-            soundfile.write(str(tmp), np.clip(audio, -1, 1), rate, subtype="PCM_16",
-                            format="WAV")
-        labels = [chosen[index].label for index in clip["labels"]]
-        row = [fname, ",".join(labels), ",".join(_mid(label) for label in labels)]
-        rows[part].append(row + ([clip["split"]] if part == "dev" else []))
-    truth = out_dir / "ground_truth"
-    write_csv(truth / "vocabulary.csv", None,
-              [[i, c.label, _mid(c.label)] for i, c in enumerate(chosen)])
-    write_csv(truth / "dev.csv", ["fname", "labels", "mids", "split"], rows["dev"])
-    write_csv(truth / "eval.csv", ["fname", "labels", "mids"], rows["eval"])
+    write_fsd50k_clips(out_dir, plan, [c.label for c in chosen], seed, 200000,
+                       lambda rng, labels: _render_clip(rng, labels, chosen, bank), progress)
     manifest = {
         "arguments": arguments,
         "entries": list(DEMO_ENTRIES),
@@ -472,10 +445,6 @@ def build_recorded_demo(out_dir: str | Path, classes: int, seed: int = 0,
     atomic_write_text(out_dir / MANIFEST_NAME,
                       json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return manifest
-
-
-def _mid(label: str) -> str:
-    return f"/demo/{label.lower()}"
 
 
 def _readme(manifest: dict, chosen) -> str:
