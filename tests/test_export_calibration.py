@@ -109,7 +109,9 @@ def test_bias_correction_removes_the_mean_shift_of_coarse_weights():
     waveform = keras.Input((samples,), batch_size=1, name="waveform")
     frames = keras.layers.Reshape((32, 16))(waveform)
     # Inputs with a large common offset: weight rounding then shifts every output's mean.
-    hidden = keras.layers.Dense(64, name="wide")(frames)
+    # A non-zero bias, as a trained layer has: the converter drops an all-zero one, and the
+    # correction then has no int32 bias to adjust.
+    hidden = keras.layers.Dense(64, name="wide", bias_initializer="ones")(frames)
     model = build_serving_model(keras.Model(waveform, keras.layers.GlobalAveragePooling1D()(
         hidden)), InputSpec(sample_rate=samples))
     rng = np.random.default_rng(0)
