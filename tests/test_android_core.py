@@ -57,6 +57,8 @@ def test_jvm_core_passes_with_python_goldens(golden):
     assert int(status["num_classes"]) == len(android_golden.LABELS)
     assert float(status["mean_latency_ms"]) >= 0.0
     assert "error" not in status
+    # Where the windows ran, and that a cpu latency covers the whole graph.
+    assert (status["delegate"], status["latency_coverage"]) == ("cpu", "cpu")
     assert not (job / "status.properties.tmp").exists()
 
     failing = directory / values["eval.failing_job"]
