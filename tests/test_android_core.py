@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import android_golden  # pytest puts tests/ on sys.path (no __init__.py there)
-from lean_bench.device_eval import parse_properties
+from lean_bench.device_eval import device_latency_coverage, parse_properties
 
 CORE = Path(__file__).resolve().parents[1] / "android_demo" / "core"
 RUN_JVM_TESTS = CORE / "run-jvm-tests.sh"
@@ -59,6 +59,7 @@ def test_jvm_core_passes_with_python_goldens(golden):
     assert "error" not in status
     # Where the windows ran, and that a cpu latency covers the whole graph.
     assert (status["delegate"], status["latency_coverage"]) == ("cpu", "cpu")
+    assert device_latency_coverage(status, "cpu")["latency_coverage"] == "cpu"
     assert not (job / "status.properties.tmp").exists()
 
     failing = directory / values["eval.failing_job"]
