@@ -143,6 +143,7 @@ def _bench_one_device(adb: Adb, models: Sequence[str], options: AdbBenchOptions,
                 rows.append({
                     "model": str(model), "model_name": Path(model).name, "threads": threads,
                     "delegate": options.delegate,
+                    "latency_coverage": delegate_coverage(options.delegate, log),
                     "core_mask": f"{mask:x}" if mask is not None else None,
                     "exit_status": exit_status, "error": error,
                     "thermal_before": before.__dict__, "thermal_after": after.__dict__,
@@ -161,6 +162,15 @@ def _bench_one_device(adb: Adb, models: Sequence[str], options: AdbBenchOptions,
     device["thermal_after"] = final.__dict__
     _add_ratios(rows)
     return {"device": device, "run_dir": run_dir, "rows": rows, "error": None}
+
+
+def delegate_coverage(delegate: str, log) -> str:
+    """What the timings of a run with `delegate` cover, from the log's "Replacing N out of M
+    node(s) with delegate (NAME)" line when NAME is that delegate (see report.latency_coverage)."""
+    named = (log.delegate or "").lower()
+    if delegate in ("gpu", "nnapi") and delegate in named:
+        return report_lib.latency_coverage(delegate, log.delegated_nodes, log.total_nodes)
+    return report_lib.latency_coverage(delegate)
 
 
 def _add_ratios(rows: list[dict]) -> None:
@@ -267,6 +277,14 @@ def format_adb_report(report: dict) -> str:
         if device.get("error"):
             lines.append(f"  device stopped: {device['error']}")
         for row in device["rows"]:
+            coverage = row.get("latency_coverage", "cpu")
+            if coverage != "cpu" and not row["error"]:
+                log = row["log"]
+                counts = (log["delegated_nodes"], log["total_nodes"]) if coverage != \
+                    "possibly-partial" else (None, None)
+                lines.append(f"  {row['model_name']} ({row['threads']} threads): "
+                             + report_lib.describe_latency_coverage(row["delegate"], coverage,
+                                                                    *counts))
             if row["error"]:
                 lines.append(f"  {row['model_name']} ({row['threads']} threads): device said: "
                              f"{row['error']}")

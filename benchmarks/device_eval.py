@@ -17,7 +17,7 @@ from lean.errors import LeanError
 from lean.io import atomic_write_text
 
 from lean_bench.adb import Adb, quote, read_device_facts, select_devices
-from lean_bench.report import format_value
+from lean_bench.report import describe_latency_coverage, format_value, latency_coverage
 
 APP_PACKAGE = "dev.lean.demo"
 DEVICE_EVAL_ROOT = f"/sdcard/Android/data/{APP_PACKAGE}/files/eval"
@@ -57,6 +57,32 @@ def parse_properties(text: str) -> dict:
     return values
 
 
+def device_latency_coverage(status: dict, delegate: str) -> dict:
+    """What the device's mean latency covers, from status.properties (benchmarks/DEVICE_EVAL.md).
+
+    Args:
+        status: the parsed status.properties.
+        delegate: the delegate the job asked for.
+
+    Returns:
+        {"delegate", "latency_coverage", "delegated_nodes", "total_nodes"}; a status without these
+        fields (an older app) is labelled from the requested delegate: gpu and nnapi numbers as
+        possibly partial, never as pure delegate numbers.
+    """
+    ran_on = status.get("delegate") or delegate
+    if ran_on != delegate:
+        raise LeanError(f"the device ran the job on {ran_on}, not on the requested {delegate}: "
+                        "its latency cannot be reported under that label")
+    counts = []
+    for key in ("delegated_nodes", "total_nodes"):
+        text = status.get(key)
+        counts.append(int(text) if text and text.isdigit() else None)
+    # Derived here from the delegate and the counts, so a label is never taken on trust.
+    coverage = latency_coverage(delegate, *counts)
+    return {"delegate": ran_on, "latency_coverage": coverage, "delegated_nodes": counts[0],
+            "total_nodes": counts[1]}
+
+
 def format_properties(values: dict) -> str:
     return "".join(f"{key}={value}\n" for key, value in values.items())
 
@@ -69,9 +95,14 @@ def _file_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
-def default_job_id(model: Path, data_dir: Path, split: str, hop_fraction: float) -> str:
-    """Same model, data and split -> same job, so a rerun of the same command continues it."""
+def default_job_id(model: Path, data_dir: Path, split: str, hop_fraction: float,
+                   delegate: str = "cpu", threads: int = 1) -> str:
+    """Same model, data, split, delegate and threads -> same job, so a rerun of the same command
+    continues it; another delegate or thread count is another job (its latency is another
+    number, and rows scored on one delegate must not be reported under another)."""
     key = f"{_file_digest(model)}|{Path(data_dir).resolve()}|{split}|{hop_fraction}"
+    if (delegate, threads) != ("cpu", 1):  # the ids of earlier cpu, 1-thread jobs stay valid
+        key += f"|{delegate}|{threads}"
     return f"{model.stem[:32]}-{split}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
 
 
@@ -205,9 +236,17 @@ class DeviceEvalJob:
         # A status left by an earlier attempt (an error, say) must not be read as this run's.
         self.adb.shell(f"rm -f {quote(self.remote_dir + '/status.properties')}")
         status, output = self.adb.shell(f"am start -W -n {EVAL_ACTIVITY} --es job {self.job_id}")
-        if status != 0 or re.search(r"^(Error|Exception)", output, re.MULTILINE):
+        # Older am prints a refused start as a bare "java.lang.SecurityException: Permission Denial".
+        denied = "Permission Denial" in output
+        if status != 0 or denied or re.search(r"^(Error|Exception)", output, re.MULTILINE):
             line = next((line for line in output.splitlines() if line.startswith(("Error", "Exception"))),
                         output.strip().splitlines()[-1] if output.strip() else "no output")
+            if denied:
+                line = next(line for line in output.splitlines() if "Permission Denial" in line)
+                raise LeanError(f"{self.adb.serial}: {EVAL_ACTIVITY} refused the start: it requires "
+                                "android.permission.DUMP, which the adb shell holds on stock Android "
+                                "but not on this device (benchmarks/DEVICE_EVAL.md, Entry point); "
+                                f"am said: {line}")
             raise LeanError(f"{self.adb.serial}: could not start {EVAL_ACTIVITY} (is the Android demo "
                             f"app installed? see android_demo/README.md); am said: {line}")
         return output
@@ -228,14 +267,16 @@ def prepare_job_folder(model: Path, data_dir: Path, split: str, job_dir: Path, j
     identity = {"job_id": job_id, "model_sha256": _file_digest(model),
                 "data": str(Path(data_dir).resolve()), "split": split,
                 "window_hop_fraction": eval_config.window_hop_fraction}
+    if (delegate, threads) != ("cpu", 1):
+        identity.update(delegate=delegate, threads=threads)
     reference = load_predictor(model)
     if reference.channels != 1:
         raise LeanError(f"{model}: a {reference.channels}-channel model; the Android demo app "
                         "runs mono models only (android_demo/README.md)")
     if properties_path.exists() and (job_dir / "windows.f32").exists() and identity_path.exists():
         if json.loads(identity_path.read_text()) != identity:
-            raise LeanError(f"{job_dir}: this job folder belongs to another model, dataset or split;"
-                            " choose another --job-dir or delete it")
+            raise LeanError(f"{job_dir}: this job folder belongs to another model, dataset, split, "
+                            "delegate or thread count; choose another --job-dir or delete it")
         return parse_properties(properties_path.read_text())
     dataset = dataset_for(reference, data_dir)
     clips = dataset.clips(split)
@@ -307,7 +348,8 @@ def run_device_eval(model: str, data_dir: str, split: str = "eval", serial: Opti
     facts = read_device_facts(adb)
     say(f"{adb.serial}: {facts.place}")
 
-    job_id = default_job_id(model_path, data_path, split, eval_config.window_hop_fraction)
+    job_id = default_job_id(model_path, data_path, split, eval_config.window_hop_fraction,
+                            delegate, threads)
     job_path = Path(job_dir) if job_dir else _default_jobs_root() / job_id
     prepare_job_folder(model_path, data_path, split, job_path, job_id, threads, delegate,
                        eval_config)
@@ -387,6 +429,7 @@ def run_device_eval(model: str, data_dir: str, split: str = "eval", serial: Opti
         "scores_computed_on": "device" if not facts.stand_in else "STAND-IN device (not a phone)",
         "device": facts.to_dict(),
         "device_mean_latency_ms": _float_or_none(status.get("mean_latency_ms")),
+        "device_latency_coverage": device_latency_coverage(status, delegate),
         "device_wall_seconds": round(device_seconds, 3),
         "job_id": job_id,
         "job_dir": str(job_path),
@@ -428,6 +471,13 @@ def _default_jobs_root() -> Path:
     return Path(base) / "lean-bench" / "adb-eval"
 
 
+def _coverage_line(report: dict) -> str:
+    coverage = report.get("device_latency_coverage") or {
+        "delegate": report["delegate"], "latency_coverage": latency_coverage(report["delegate"])}
+    return describe_latency_coverage(coverage["delegate"], coverage["latency_coverage"],
+                                     coverage.get("delegated_nodes"), coverage.get("total_nodes"))
+
+
 def format_device_eval_report(report: dict) -> str:
     lines = [
         f"On-device evaluation measured on {report['measured_on']}",
@@ -440,9 +490,11 @@ def format_device_eval_report(report: dict) -> str:
          f"d' {format_value(report['d_prime'], 3)}" if report["task"] == "multilabel" else
          f"  accuracy {format_value(report['accuracy'], 4)}  macro recall "
          f"{format_value(report['macro_recall'], 4)}  macro F1 {format_value(report['macro_f1'], 4)}"),
-        f"  device mean latency per window (ms): {format_value(report['device_mean_latency_ms'])}",
+        f"  device mean latency per window (ms): {format_value(report['device_mean_latency_ms'])}"
+        f" ({_coverage_line(report)})",
     ]
     return "\n".join(lines)
 
 
-__all__ = ["run_device_eval", "format_device_eval_report", "parse_properties", "DEVICE_EVAL_ROOT"]
+__all__ = ["run_device_eval", "format_device_eval_report", "parse_properties",
+           "device_latency_coverage", "DEVICE_EVAL_ROOT"]

@@ -36,6 +36,47 @@ def format_value(value, digits: int = 2) -> str:
     return str(value)
 
 
+# What a device latency covers (status.properties' latency_coverage, benchmarks/DEVICE_EVAL.md).
+CPU_DELEGATES = ("cpu", "xnnpack")
+LATENCY_COVERAGE = ("cpu", "delegate-all", "partial", "possibly-partial")
+
+
+def latency_coverage(delegate: str, delegated_nodes: Optional[int] = None,
+                     total_nodes: Optional[int] = None) -> str:
+    """How much of a latency measured with `delegate` is the delegate's own.
+
+    A GPU or NNAPI delegate hands the operations it cannot run back to the CPU, inside the same
+    latency; unless the runtime said it took every node, such a number is not a pure delegate
+    number.
+
+    Args:
+        delegate: the delegate key (cpu, xnnpack, gpu, nnapi).
+        delegated_nodes, total_nodes: what the runtime reported, or None.
+
+    Returns:
+        One of LATENCY_COVERAGE.
+    """
+    if delegate in CPU_DELEGATES:
+        return "cpu"
+    if delegated_nodes is None or not total_nodes:
+        return "possibly-partial"
+    return "delegate-all" if delegated_nodes == total_nodes else "partial"
+
+
+def describe_latency_coverage(delegate: str, coverage: str, delegated_nodes: Optional[int] = None,
+                              total_nodes: Optional[int] = None) -> str:
+    """One line for a report, e.g. 'gpu, possibly partial: ...'."""
+    if coverage == "cpu":
+        return f"{delegate}: every operation on the CPU"
+    if coverage == "delegate-all":
+        return f"{delegate} took all {total_nodes} nodes"
+    if coverage == "partial":
+        return (f"{delegate} took {delegated_nodes} of {total_nodes} nodes: PARTIAL, the other "
+                f"{total_nodes - delegated_nodes} ran on the CPU inside this latency")
+    return (f"{delegate}, POSSIBLY PARTIAL: the runtime did not report how many nodes the delegate "
+            "took, and any it left ran on the CPU inside this latency")
+
+
 def format_table(headers: Sequence[str], rows: Sequence[Sequence]) -> str:
     """Plain-text table: first column left-aligned, the others right-aligned."""
     cells = [[str(header) for header in headers]]

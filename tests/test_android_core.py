@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import android_golden  # pytest puts tests/ on sys.path (no __init__.py there)
-from lean_bench.device_eval import parse_properties
+from lean_bench.device_eval import device_latency_coverage, parse_properties
 
 CORE = Path(__file__).resolve().parents[1] / "android_demo" / "core"
 RUN_JVM_TESTS = CORE / "run-jvm-tests.sh"
@@ -57,6 +57,9 @@ def test_jvm_core_passes_with_python_goldens(golden):
     assert int(status["num_classes"]) == len(android_golden.LABELS)
     assert float(status["mean_latency_ms"]) >= 0.0
     assert "error" not in status
+    # Where the windows ran, and that a cpu latency covers the whole graph.
+    assert (status["delegate"], status["latency_coverage"]) == ("cpu", "cpu")
+    assert device_latency_coverage(status, "cpu")["latency_coverage"] == "cpu"
     assert not (job / "status.properties.tmp").exists()
 
     failing = directory / values["eval.failing_job"]
@@ -141,7 +144,7 @@ def test_gradle_files_use_only_pinned_catalog_entries():
         assert not re.search(r'implementation\("[^"]+:[^"]+"\)', text), script
     assert used_plugins <= plugins, used_plugins - plugins
     assert used_libraries <= aliases, used_libraries - aliases
-    assert {"litert", "litert.gpu", "litert.gpu.api"} <= used_libraries
+    assert {"litert", "litert.api", "litert.gpu", "litert.gpu.api"} <= used_libraries
     settings = (ANDROID / "settings.gradle.kts").read_text()
     assert 'include(":app", ":core")' in settings
     wrapper = (ANDROID / "gradle" / "wrapper" / "gradle-wrapper.properties").read_text()
@@ -160,7 +163,14 @@ def test_app_sources_manifest_and_resources_agree():
     assert "android.permission.RECORD_AUDIO" in permissions
     activities = {e.get(f"{android}name"): e for e in manifest.iter("activity")}
     assert set(activities) == {".MainActivity", ".EvalActivity"}
-    assert activities[".EvalActivity"].get(f"{android}exported") == "true"  # adb starts it
+    evaluation = activities[".EvalActivity"]
+    assert evaluation.get(f"{android}exported") == "true"  # adb starts it
+    # ... and only callers holding DUMP (the adb shell) may: no other app can make it run a model.
+    assert evaluation.get(f"{android}permission") == "android.permission.DUMP"
+    # singleTask sends a second start to onNewIntent, which must answer it.
+    assert evaluation.get(f"{android}launchMode") == "singleTask"
+    assert "override fun onNewIntent(intent: Intent)" in kotlin["EvalActivity"]
+    assert "android:permission" not in ET.tostring(activities[".MainActivity"]).decode()
     for name in activities:
         assert re.search(rf"class {name[1:]}\b", kotlin[name[1:]]), name
 
@@ -189,6 +199,14 @@ def test_app_sources_manifest_and_resources_agree():
         if bindings:
             used = set(re.findall(r"\b(?:binding|row)\.(\w+)", source)) - {"root"}
             assert used <= ids, used - ids
+
+    # Delegate set-up throws LinkageErrors too: the app never catches only Exception, and start/stop
+    # never waits for a worker on the main thread (the decisions live in dev.lean.core, tested).
+    assert "catch (e: Exception)" not in code
+    assert ".join(" not in code
+    assert "AcceleratorFallback.create(" in kotlin["AudioClassifierHelper"]
+    assert "SessionLifecycle(" in kotlin["AudioClassifierHelper"]
+    assert "EvalScheduler(" in kotlin["EvalActivity"]
 
     # Kotlin imports of the core module name classes that exist there.
     core_classes = {path.stem for path in (CORE / "src/main/java/dev/lean/core").glob("*.java")}

@@ -220,6 +220,7 @@ def test_adb_eval_resumes_after_disconnect_and_matches_lean_eval(device, files, 
     assert report["measured_on"].startswith("STAND-IN device, not a phone")
     assert report["scores_computed_on"] == "STAND-IN device (not a phone)"
     assert "host" not in report and report["device_mean_latency_ms"] > 0
+    assert report["device_latency_coverage"]["latency_coverage"] == "cpu"
     status = json.loads((job_dir / "device_status.json").read_text())
     assert status["state"] == "done" and int(status["windows_done"]) == len(windows)
     # Everything is on the host: the phone's job folder is removed.

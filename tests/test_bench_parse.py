@@ -311,3 +311,62 @@ def test_properties_as_java_writes_them():
                                       "mean_latency_ms": "4.25"}
     job = {"format_version": 1, "num_windows": 5, "window_samples": 16000}
     assert parse_properties(format_properties(job)) == {key: str(value) for key, value in job.items()}
+
+
+DEVICE_EVAL_FIXTURES = Path(__file__).parent / "fixtures" / "device_eval"
+
+
+def _device_status(name: str) -> dict:
+    # Written by the app's own dev.lean.core.EvalStatus.write (java.util.Properties.store).
+    return parse_properties((DEVICE_EVAL_FIXTURES / name).read_text(encoding="utf-8"))
+
+
+def test_device_latency_coverage_from_the_apps_status_files():
+    from lean_bench.device_eval import device_latency_coverage, format_device_eval_report
+
+    gpu = device_latency_coverage(_device_status("status_gpu_unreported.properties"), "gpu")
+    assert gpu == {"delegate": "gpu", "latency_coverage": "possibly-partial",
+                   "delegated_nodes": None, "total_nodes": None}
+    nnapi = device_latency_coverage(_device_status("status_nnapi_partial.properties"), "nnapi")
+    assert nnapi == {"delegate": "nnapi", "latency_coverage": "partial",
+                     "delegated_nodes": 118, "total_nodes": 130}
+    cpu = device_latency_coverage(_device_status("status_xnnpack.properties"), "xnnpack")
+    assert cpu["latency_coverage"] == "cpu"
+    # An app older than these fields: a gpu number is still never reported as a pure GPU number.
+    old = {"state": "done", "windows_done": "4", "num_windows": "4", "mean_latency_ms": "3.5"}
+    assert device_latency_coverage(old, "gpu")["latency_coverage"] == "possibly-partial"
+    assert device_latency_coverage(old, "cpu")["latency_coverage"] == "cpu"
+    with pytest.raises(LeanError, match="ran the job on nnapi, not on the requested gpu"):
+        device_latency_coverage(_device_status("status_nnapi_partial.properties"), "gpu")
+
+    report = {"measured_on": "a phone", "scores_computed_on": "device", "delegate": "nnapi",
+              "threads": 1, "model": "m.tflite", "split": "eval", "data": "d", "num_clips": 2,
+              "num_windows": 40, "num_skipped": 0, "task": "multilabel", "mAP": 0.5, "mAUC": 0.9,
+              "d_prime": 1.8, "device_mean_latency_ms": 9.5, "device_latency_coverage": nnapi}
+    text = format_device_eval_report(report)
+    assert ("device mean latency per window (ms): 9.50 (nnapi took 118 of 130 nodes: PARTIAL, "
+            "the other 12 ran on the CPU inside this latency)") in text
+    report.update(delegate="gpu", device_latency_coverage=gpu)
+    assert "(gpu, POSSIBLY PARTIAL: the runtime did not report" in format_device_eval_report(report)
+
+
+def test_refused_job_status_reads_as_an_error_with_its_reason():
+    status = _device_status("status_refused.properties")
+    assert status["state"] == "error"
+    assert status["error"].startswith("refused: job other-1 is still running on this device")
+
+
+def test_benchmark_rows_label_delegate_timings():
+    from lean_bench.adb_bench import delegate_coverage
+
+    xnnpack_log = parse_benchmark_log(ANDROID_LOG)  # "Replacing 2168 out of 2168 ... XNNPack"
+    assert delegate_coverage("xnnpack", xnnpack_log) == "cpu"
+    # A --use_gpu run whose only delegation line is XNNPACK's says nothing about the GPU.
+    assert delegate_coverage("gpu", xnnpack_log) == "possibly-partial"
+    gpu_log = parse_benchmark_log(ANDROID_LOG.replace(
+        "Replacing 2168 out of 2168 node(s) with delegate (TfLiteXNNPackDelegate) node, "
+        "yielding 1 partitions",
+        "Replacing 2100 out of 2168 node(s) with delegate (TfLiteGpuDelegateV2) node, "
+        "yielding 3 partitions"))
+    assert (gpu_log.delegated_nodes, gpu_log.total_nodes) == (2100, 2168)
+    assert delegate_coverage("gpu", gpu_log) == "partial"

@@ -96,13 +96,18 @@ def test_torn_last_row_is_cut_off(tmp_path):
         DeviceEvalJob(adb=None, job_dir=tmp_path, job_id="bad/id", device_root="/sdcard/x")
 
 
-def test_job_id_depends_on_model_content_data_and_split(tmp_path):
+def test_job_id_depends_on_model_content_data_split_and_delegate(tmp_path):
     model = tmp_path / "lean_int8.tflite"
     model.write_bytes(b"model-1")
     first = default_job_id(model, tmp_path, "eval", 0.5)
     assert first.startswith("lean_int8-eval-") and len(first) == len("lean_int8-eval-") + 12
     assert default_job_id(model, tmp_path, "eval", 0.5) == first
     assert default_job_id(model, tmp_path, "val", 0.5) != first
+    # Another delegate or thread count is another job: its rows never carry the cpu label.
+    others = {default_job_id(model, tmp_path, "eval", 0.5, delegate, threads)
+              for delegate, threads in (("gpu", 1), ("nnapi", 1), ("cpu", 4), ("gpu", 4))}
+    assert len(others) == 4 and first not in others
+    assert default_job_id(model, tmp_path, "eval", 0.5, "cpu", 1) == first
     model.write_bytes(b"model-2")
     assert default_job_id(model, tmp_path, "eval", 0.5) != first
 

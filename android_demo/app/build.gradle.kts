@@ -54,6 +54,7 @@ dependencies {
     implementation(libs.androidx.lifecycle.runtime.ktx)
     implementation(libs.material)
     implementation(libs.litert)
+    implementation(libs.litert.api)
     implementation(libs.litert.gpu)
     implementation(libs.litert.gpu.api)
 }

@@ -81,8 +81,11 @@ if hold_file.exists():
     fields = hold_file.read_text().split()
     hold_after, release = int(fields[0]), Path(fields[1])
 latencies = []
+# As the app does: the delegate that ran, and that this host's runtime reports no node counts.
+coverage = "cpu" if job["delegate"] in ("cpu", "xnnpack") else "possibly-partial"
 status = {"state": "running", "windows_done": kept, "num_windows": num_windows,
-          "num_classes": num_classes, "mean_latency_ms": "0"}
+          "num_classes": num_classes, "mean_latency_ms": "0", "delegate": job["delegate"],
+          "latency_coverage": coverage}
 write_status(status)
 with open(scores_path, "ab") as handle:
     for index in range(kept, num_windows):

@@ -11,9 +11,14 @@ import android.os.Handler
 import android.os.Looper
 import android.os.SystemClock
 import androidx.core.content.ContextCompat
+import java.util.concurrent.ThreadFactory
 import dev.lean.core.Accelerator
+import dev.lean.core.AcceleratorFallback
 import dev.lean.core.Category
+import dev.lean.core.Failures
+import dev.lean.core.LoadedClassifier
 import dev.lean.core.ModelInfo
+import dev.lean.core.SessionLifecycle
 import dev.lean.core.StreamingWindower
 import dev.lean.core.TopK
 import dev.lean.core.Windows
@@ -21,13 +26,16 @@ import dev.lean.core.Windows
 /**
  * Live audio tagging: microphone -> ring buffer -> one inference per hop -> top-k labels.
  *
- * Recording and inference run on one worker thread; the [Listener] is called on the main thread.
- * Sample rate, window length and labels come from the model file's metadata.
+ * Recording and inference run on one worker thread; the [Listener] is called on the main thread,
+ * and only while the session that produced the call is active. Sample rate, window length and
+ * labels come from the model file's metadata. Start and stop go through one process-wide
+ * [SessionLifecycle] (dev.lean.core, tested on the JVM): they never block the main thread, and
+ * there is never more than one microphone and one interpreter open, even across a quick
+ * pause/resume or a recreated activity.
  */
 class AudioClassifierHelper(
     context: Context,
     private val listener: Listener,
-    private val options: Options = Options(),
 ) {
     /** What to run and how. */
     data class Options(
@@ -50,33 +58,32 @@ class AudioClassifierHelper(
 
     private val appContext = context.applicationContext
     private val mainHandler = Handler(Looper.getMainLooper())
-    @Volatile private var running = false
-    private var worker: Thread? = null
 
-    /** Starts recording and tagging; needs the RECORD_AUDIO permission. Idempotent. */
-    fun start() {
-        if (worker != null) return
-        running = true
-        worker = Thread(::runLoop, "lean-audio-classifier").also { it.start() }
-    }
+    /**
+     * Starts recording and tagging with [options]; needs the RECORD_AUDIO permission. Idempotent:
+     * false (nothing changes) while a session is active. After [stop], the new session starts
+     * once the previous worker has released the microphone and the model.
+     */
+    fun start(options: Options): Boolean = LIFECYCLE.start { session -> runLoop(session, options) }
 
-    /** Stops and releases the microphone and the model; returns when the worker has ended. */
-    fun stop() {
-        running = false
-        // A blocking read returns within one hop; the worker then releases everything itself.
-        worker?.join(STOP_TIMEOUT_MS)
-        worker = null
-    }
+    /** Stops tagging and returns at once; the worker releases everything within one hop. */
+    fun stop() = LIFECYCLE.stop()
 
-    private fun runLoop() {
-        var classifier: LiteRtClassifier? = null
+    private fun runLoop(session: SessionLifecycle.Session, options: Options) {
+        var classifier: LoadedClassifier? = null
         var record: AudioRecord? = null
         try {
             val modelBuffer = options.model.load(appContext)
             val info = ModelInfo.read(modelBuffer)
-            val created = LiteRtClassifier.create(modelBuffer, info, options.accelerator, options.threads, allowFallback = true)
-            val liveClassifier = created.classifier.also { classifier = it }
-            post { listener.onModelReady(info, liveClassifier.accelerator, created.fallbackReason) }
+            // GPU/NNAPI failures of every kind (UnsatisfiedLinkError included) fall back to XNNPACK.
+            val outcome = AcceleratorFallback.create(
+                LiteRtClassifier.FACTORY, modelBuffer, info, options.accelerator, options.threads, true,
+            )
+            val liveClassifier = outcome.classifier.also { classifier = it }
+            // A slow GPU set-up can outlast onPause: a stopped session never opens the microphone.
+            if (!session.isActive) return
+            val usedAccelerator = liveClassifier.delegation().accelerator()
+            post(session) { listener.onModelReady(info, usedAccelerator, outcome.fallbackReason) }
 
             val hop = Windows.hopSamples(info.windowSamples(), options.hopFraction)
             val microphone = openMicrophone(info.sampleRate(), hop).also { record = it }
@@ -85,7 +92,7 @@ class AudioClassifierHelper(
             val chunk = FloatArray(info.windowSamples())
             val window = FloatArray(info.windowSamples())
             val scores = FloatArray(info.numClasses())
-            while (running) {
+            while (session.isActive) {
                 // Blocking reads of one hop align windows on hop boundaries of the stream.
                 val read = microphone.read(chunk, 0, hop, AudioRecord.READ_BLOCKING)
                 if (read < 0) throw IllegalStateException("microphone read failed (AudioRecord error $read)")
@@ -101,10 +108,11 @@ class AudioClassifierHelper(
                 liveClassifier.classify(window, scores)
                 val elapsedMs = (SystemClock.elapsedRealtimeNanos() - start) / 1_000_000
                 val top = TopK.categories(scores, options.topK, info)
-                post { listener.onResult(top, elapsedMs) }
+                post(session) { listener.onResult(top, elapsedMs) }
             }
-        } catch (e: Exception) {
-            if (running) post { listener.onError(e.message ?: e.javaClass.simpleName) }
+        } catch (e: Throwable) {
+            if (!Failures.isRecoverable(e)) throw e
+            post(session) { listener.onError(e.message ?: Failures.describe(e)) }
         } finally {
             record?.let {
                 if (it.recordingState == AudioRecord.RECORDSTATE_RECORDING) it.stop()
@@ -147,12 +155,15 @@ class AudioClassifierHelper(
         return audioManager.getProperty(android.media.AudioManager.PROPERTY_SUPPORT_AUDIO_SOURCE_UNPROCESSED) == "true"
     }
 
-    private fun post(action: () -> Unit) {
-        mainHandler.post { if (running) action() }
+    /** Runs [action] on the main thread unless [session] has been stopped by then. */
+    private fun post(session: SessionLifecycle.Session, action: () -> Unit) {
+        mainHandler.post { if (session.isActive) action() }
     }
 
     private companion object {
         const val FLOAT_BYTES = 4
-        const val STOP_TIMEOUT_MS = 2000L
+
+        // One per process: the microphone and the delegate are process-wide resources.
+        val LIFECYCLE = SessionLifecycle(ThreadFactory { Thread(it, "lean-audio-classifier") })
     }
 }

@@ -2,8 +2,10 @@ package dev.lean.demo
 
 import android.os.Build
 import dev.lean.core.Accelerator
+import dev.lean.core.ClassifierFactory
+import dev.lean.core.Delegation
+import dev.lean.core.LoadedClassifier
 import dev.lean.core.ModelInfo
-import dev.lean.core.WindowClassifier
 import java.nio.ByteBuffer
 import java.nio.ByteOrder
 import org.tensorflow.lite.Delegate
@@ -15,14 +17,17 @@ import org.tensorflow.lite.nnapi.NnApiDelegate
 /**
  * One LiteRT interpreter (Interpreter API) running an exported audio classifier on one window:
  * float32 waveform [1, W] (or [W]) in, float32 probabilities [1, C] out.
+ *
+ * Built only through [FACTORY], on exactly the accelerator asked for; whether a failed delegate
+ * falls back to the CPU is decided by `dev.lean.core.AcceleratorFallback`.
  */
 class LiteRtClassifier private constructor(
     private val interpreter: Interpreter,
     private val delegate: Delegate?,
     val info: ModelInfo,
-    /** The accelerator actually running the model (CPU after a fallback). */
+    /** The accelerator running the model. */
     val accelerator: Accelerator,
-) : WindowClassifier, AutoCloseable {
+) : LoadedClassifier {
 
     private val input = ByteBuffer.allocateDirect(info.inputLength() * FLOAT_BYTES)
         .order(ByteOrder.nativeOrder())
@@ -42,42 +47,23 @@ class LiteRtClassifier private constructor(
         output.asFloatBuffer().get(scores, 0, info.numClasses())
     }
 
+    // LiteRT's Java Interpreter API does not say how many nodes a delegate took (only its native
+    // log line "Replacing N out of M node(s) with delegate" does), so a GPU or NNAPI latency is
+    // labelled possibly partial.
+    override fun delegation(): Delegation = Delegation.unreported(accelerator)
+
     override fun close() {
         interpreter.close()
         delegate?.close()
     }
 
-    /** A classifier and, when the requested accelerator could not be used, why. */
-    class Created(val classifier: LiteRtClassifier, val requested: Accelerator, val fallbackReason: String?)
-
     companion object {
         private const val FLOAT_BYTES = 4
 
-        /**
-         * Builds the interpreter for [model] on [accelerator].
-         *
-         * @param model the whole .tflite file (memory-mapped)
-         * @param info the model's parsed metadata
-         * @param allowFallback on a GPU or NNAPI failure, run on the CPU (XNNPACK) instead of
-         *     throwing; live tagging allows it, evaluation does not (its latency would be mislabelled)
-         */
-        fun create(
-            model: ByteBuffer,
-            info: ModelInfo,
-            accelerator: Accelerator,
-            threads: Int,
-            allowFallback: Boolean,
-        ): Created {
+        /** Builds classifiers; throws what LiteRT throws (an Exception or a LinkageError). */
+        val FACTORY = ClassifierFactory { model, info, accelerator, threads ->
             require(info.channels() == 1) { "only mono models are supported, this one has ${info.channels()} channels" }
-            return try {
-                Created(build(model, info, accelerator, threads), accelerator, null)
-            } catch (e: Exception) {
-                if (!allowFallback || accelerator == Accelerator.CPU || accelerator == Accelerator.XNNPACK) {
-                    throw e
-                }
-                val reason = "${accelerator.key()} unavailable (${e.message ?: e.javaClass.simpleName}); running on CPU"
-                Created(build(model, info, Accelerator.XNNPACK, threads), accelerator, reason)
-            }
+            build(model, info, accelerator, threads)
         }
 
         private fun build(model: ByteBuffer, info: ModelInfo, accelerator: Accelerator, threads: Int): LiteRtClassifier {
@@ -107,7 +93,8 @@ class LiteRtClassifier private constructor(
             delegate?.let { options.addDelegate(it) }
             val interpreter = try {
                 Interpreter(model, options)
-            } catch (e: Exception) {
+            } catch (e: Throwable) {
+                // Failed to apply the delegate (or its library failed to link): free it, rethrow.
                 delegate?.close()
                 throw e
             }

@@ -24,7 +24,7 @@ import java.util.Locale
 class MainActivity : AppCompatActivity(), AudioClassifierHelper.Listener {
     private lateinit var binding: ActivityMainBinding
     private lateinit var models: List<ModelSource>
-    private var helper: AudioClassifierHelper? = null
+    private lateinit var helper: AudioClassifierHelper
     private var options = AudioClassifierHelper.Options()
     private var resumed = false
     // After a refusal, ask again only from the button, not on every resume.
@@ -39,6 +39,7 @@ class MainActivity : AppCompatActivity(), AudioClassifierHelper.Listener {
         super.onCreate(savedInstanceState)
         binding = ActivityMainBinding.inflate(layoutInflater)
         setContentView(binding.root)
+        helper = AudioClassifierHelper(this, this)
 
         models = ModelSource.available(this)
         binding.modelSpinner.adapter = spinnerAdapter(models.map { it.displayName })
@@ -70,17 +71,16 @@ class MainActivity : AppCompatActivity(), AudioClassifierHelper.Listener {
     }
 
     private fun startTagging() {
-        if (!resumed || !hasMicrophonePermission() || helper != null) return
+        if (!resumed || !hasMicrophonePermission()) return
+        // Idempotent and non-blocking: false while this session already runs.
+        if (!helper.start(options)) return
         binding.permissionPanel.visibility = View.GONE
         binding.notice.visibility = View.GONE
         binding.status.text = getString(R.string.loading_model, options.model.displayName)
-        helper = AudioClassifierHelper(this, this, options).also { it.start() }
     }
 
-    private fun stopTagging() {
-        helper?.stop()
-        helper = null
-    }
+    /** Returns at once; the worker releases the microphone and the model on its own thread. */
+    private fun stopTagging() = helper.stop()
 
     private fun restartWith(newOptions: AudioClassifierHelper.Options) {
         if (newOptions == options) return

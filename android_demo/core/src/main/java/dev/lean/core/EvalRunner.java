@@ -25,11 +25,20 @@ public final class EvalRunner {
 
     private final EvalJob job;
     private final WindowClassifier classifier;
+    private final Delegation delegation;
     private final Listener listener;
 
-    public EvalRunner(EvalJob job, WindowClassifier classifier, Listener listener) {
+    /**
+     * @param job the job to run
+     * @param classifier the model on the job's accelerator
+     * @param delegation where the classifier runs, written to every status
+     * @param listener progress, or null
+     */
+    public EvalRunner(EvalJob job, WindowClassifier classifier, Delegation delegation,
+            Listener listener) {
         this.job = job;
         this.classifier = classifier;
+        this.delegation = delegation;
         this.listener = listener;
     }
 
@@ -85,9 +94,9 @@ public final class EvalRunner {
             }
             return report(EvalStatus.State.DONE, done, numClasses,
                     meanMs(inferenceNanos, timedWindows), null);
-        } catch (Exception e) {
-            String reason = e instanceof EvalException ? e.getMessage()
-                    : e.getClass().getSimpleName() + ": " + e.getMessage();
+        } catch (Exception | LinkageError e) {
+            // A LinkageError here is a delegate library that failed at its first real use.
+            String reason = e instanceof EvalException ? e.getMessage() : Failures.describe(e);
             return report(EvalStatus.State.ERROR, done, numClasses,
                     meanMs(inferenceNanos, timedWindows), reason);
         }
@@ -118,7 +127,7 @@ public final class EvalRunner {
     private EvalStatus report(EvalStatus.State state, int done, int numClasses, double latencyMs,
             String error) throws IOException {
         EvalStatus status = new EvalStatus(state, done, job.numWindows(), numClasses, latencyMs,
-                error);
+                error, delegation);
         status.write(job.statusFile());
         if (listener != null) {
             listener.onProgress(status);

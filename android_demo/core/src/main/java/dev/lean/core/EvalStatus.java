@@ -49,15 +49,23 @@ public final class EvalStatus {
     public final double meanLatencyMs;
     /** One line; only for {@link State#ERROR}, otherwise null. */
     public final String error;
+    /** Where the windows ran and how much of the graph the delegate took; null before a model ran. */
+    public final Delegation delegation;
 
     public EvalStatus(State state, int windowsDone, int numWindows, int numClasses,
-            double meanLatencyMs, String error) {
+            double meanLatencyMs, String error, Delegation delegation) {
         this.state = state;
         this.windowsDone = windowsDone;
         this.numWindows = numWindows;
         this.numClasses = numClasses;
         this.meanLatencyMs = meanLatencyMs;
         this.error = error == null ? null : oneLine(error);
+        this.delegation = delegation;
+    }
+
+    /** A job that ended before any window ran: bad job files, a model or delegate that failed. */
+    public static EvalStatus failedToStart(int numWindows, String error) {
+        return new EvalStatus(State.ERROR, 0, numWindows, 0, Double.NaN, error, null);
     }
 
     /** Writes the status to {@code file} via {@code file}.tmp and a rename, so readers never see half. */
@@ -73,6 +81,16 @@ public final class EvalStatus {
         }
         if (state == State.ERROR) {
             properties.setProperty("error", error == null ? "unknown error" : error);
+        }
+        if (delegation != null) {
+            // A "gpu" latency includes whatever ops the delegate left to the CPU: say how much.
+            properties.setProperty("delegate", delegation.accelerator().key());
+            properties.setProperty("latency_coverage", delegation.coverage().key());
+            if (delegation.totalNodes() != Delegation.UNKNOWN) {
+                properties.setProperty("delegated_nodes",
+                        Integer.toString(delegation.delegatedNodes()));
+                properties.setProperty("total_nodes", Integer.toString(delegation.totalNodes()));
+            }
         }
         File temporary = new File(file.getPath() + ".tmp");
         try (FileOutputStream out = new FileOutputStream(temporary)) {
@@ -101,10 +119,24 @@ public final class EvalStatus {
                     Integer.parseInt(properties.getProperty("num_windows")),
                     Integer.parseInt(properties.getProperty("num_classes")),
                     latency == null ? Double.NaN : Double.parseDouble(latency),
-                    properties.getProperty("error"));
+                    properties.getProperty("error"), readDelegation(properties));
         } catch (RuntimeException e) {
             throw new IOException(file + ": malformed status (" + e.getMessage() + ")", e);
         }
+    }
+
+    private static Delegation readDelegation(Properties properties) {
+        String delegate = properties.getProperty("delegate");
+        if (delegate == null) {
+            return null;
+        }
+        Accelerator accelerator = Accelerator.fromKey(delegate);
+        String total = properties.getProperty("total_nodes");
+        if (total == null) {
+            return Delegation.unreported(accelerator);
+        }
+        return Delegation.reported(accelerator,
+                Integer.parseInt(properties.getProperty("delegated_nodes")), Integer.parseInt(total));
     }
 
     private static String oneLine(String text) {

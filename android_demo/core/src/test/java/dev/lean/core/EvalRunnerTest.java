@@ -20,6 +20,8 @@ import org.junit.rules.TemporaryFolder;
 public class EvalRunnerTest {
     @Rule public TemporaryFolder temporary = new TemporaryFolder();
 
+    static final Delegation CPU_RUN = Delegation.unreported(Accelerator.CPU);
+
     /** Class c's score is sample (c * 7) % W of the window, so rows reveal their window. */
     static final class SamplingClassifier implements WindowClassifier {
         final int windowSamples;
@@ -91,7 +93,7 @@ public class EvalRunnerTest {
         assertEquals(Accelerator.XNNPACK, job.accelerator());
         SamplingClassifier classifier = new SamplingClassifier(20, 5);
         final List<EvalStatus> progress = new ArrayList<>();
-        EvalStatus status = new EvalRunner(job, classifier, new EvalRunner.Listener() {
+        EvalStatus status = new EvalRunner(job, classifier, CPU_RUN, new EvalRunner.Listener() {
             @Override
             public void onProgress(EvalStatus update) {
                 progress.add(update);
@@ -122,7 +124,7 @@ public class EvalRunnerTest {
         EvalJob job = EvalJob.read(job(windows, "cpu"));
         SamplingClassifier first = new SamplingClassifier(16, 3);
         first.failAtCall = 12;
-        EvalStatus failed = new EvalRunner(job, first, null).run();
+        EvalStatus failed = new EvalRunner(job, first, CPU_RUN, null).run();
         assertEquals(EvalStatus.State.ERROR, failed.state);
         assertEquals(12, failed.windowsDone);
         assertEquals("IllegalStateException: delegate lost second line", failed.error);
@@ -132,7 +134,7 @@ public class EvalRunnerTest {
             scores.setLength(12 * 3 * 4 + 5);
         }
         SamplingClassifier second = new SamplingClassifier(16, 3);
-        EvalStatus done = new EvalRunner(job, second, null).run();
+        EvalStatus done = new EvalRunner(job, second, CPU_RUN, null).run();
         assertEquals(EvalStatus.State.DONE, done.state);
         assertEquals(18, second.calls);
         float[][] scores = Float32Files.readRows(job.scoresFile(), 3);
@@ -143,14 +145,14 @@ public class EvalRunnerTest {
         }
         // Running a finished job again computes nothing and stays done.
         SamplingClassifier third = new SamplingClassifier(16, 3);
-        assertEquals(EvalStatus.State.DONE, new EvalRunner(job, third, null).run().state);
+        assertEquals(EvalStatus.State.DONE, new EvalRunner(job, third, CPU_RUN, null).run().state);
         assertEquals(0, third.calls);
     }
 
     @Test
     public void modelWithAnotherWindowLengthIsAnErrorStatus() throws Exception {
         EvalJob job = EvalJob.read(job(windows(3, 16), "gpu"));
-        EvalStatus status = new EvalRunner(job, new SamplingClassifier(32, 3), null).run();
+        EvalStatus status = new EvalRunner(job, new SamplingClassifier(32, 3), CPU_RUN, null).run();
         assertEquals(EvalStatus.State.ERROR, status.state);
         assertTrue(status.error, status.error.contains("32 samples per window"));
         assertFalse(job.scoresFile().exists());

@@ -2,6 +2,8 @@ package dev.lean.core;
 
 import static org.junit.Assert.assertArrayEquals;
 import static org.junit.Assert.assertEquals;
+import static org.junit.Assert.assertFalse;
+import static org.junit.Assert.assertNull;
 import static org.junit.Assert.assertTrue;
 import static org.junit.Assert.fail;
 
@@ -14,12 +16,15 @@ import java.io.Reader;
 import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
+import java.util.Arrays;
 import java.util.List;
 import java.util.Properties;
 import java.util.Random;
 import org.junit.Assume;
 import org.junit.Before;
+import org.junit.Rule;
 import org.junit.Test;
+import org.junit.rules.TemporaryFolder;
 
 /**
  * Parity with the Python SDK: the files under -Dlean.golden.dir are written by
@@ -27,6 +32,7 @@ import org.junit.Test;
  * (what run-jvm-tests.sh sets when CI passes a dir), in which case a missing dir fails.
  */
 public class GoldenParityTest {
+    @Rule public TemporaryFolder temporary = new TemporaryFolder();
     private File dir;
     private Properties golden;
 
@@ -227,21 +233,96 @@ public class GoldenParityTest {
     /** Must equal EVAL_FAILURE in tests/android_golden.py. */
     private static final String FAILURE_MESSAGE = "delegate lost: code=7 #1";
 
+    /** Runs the golden windows through the given classifier, as the app's factory would build it. */
+    private StandInFactory factoryFailingAt(final int failAt) {
+        return new StandInFactory(new StandInFactory.Classifiers() {
+            @Override
+            public WindowClassifier make(ModelInfo info) {
+                return samplingClassifier(info, failAt);
+            }
+        });
+    }
+
     @Test
     public void evalJobsWriteTheContractFiles() throws Exception {
-        ModelInfo info = readModel();
-        EvalJob job = EvalJob.read(file("eval.job"));
-        job.checkModel(info);
-        EvalStatus status = new EvalRunner(job, samplingClassifier(info, -1), null).run();
+        // The whole device-side path: job files, the real model's metadata, the factory, the loop.
+        StandInFactory factory = factoryFailingAt(-1);
+        EvalStatus status = EvalSession.run(file("eval.job"), factory, null);
         assertEquals(status.error, EvalStatus.State.DONE, status.state);
-        assertEquals(job.numWindows(), status.windowsDone);
+        assertEquals(EvalJob.read(file("eval.job")).numWindows(), status.windowsDone);
+        assertEquals(Delegation.Coverage.CPU, status.delegation.coverage());
+        assertEquals(Arrays.asList(Accelerator.CPU), factory.closed);
 
-        EvalJob failing = EvalJob.read(file("eval.failing_job"));
-        failing.checkModel(info);
         int failAt = getInt("eval.fail_at");
-        EvalStatus failed = new EvalRunner(failing, samplingClassifier(info, failAt), null).run();
+        EvalStatus failed = EvalSession.run(file("eval.failing_job"), factoryFailingAt(failAt), null);
         assertEquals(EvalStatus.State.ERROR, failed.state);
         assertEquals(failAt, failed.windowsDone);
         // The Python side (tests/test_android_core.py) reads both jobs' files back with the harness.
+    }
+
+    /** A copy of the golden job that asks for {@code delegate}, in a folder of its own. */
+    private File jobOn(String delegate) throws IOException {
+        File source = file("eval.job");
+        File copy = temporary.newFolder();
+        for (String name : new String[] {EvalJob.MODEL_FILE, EvalJob.WINDOWS_FILE}) {
+            Files.copy(new File(source, name).toPath(), new File(copy, name).toPath());
+        }
+        String properties = new String(Files.readAllBytes(new File(source, EvalJob.JOB_FILE).toPath()),
+                StandardCharsets.UTF_8).replace("delegate=cpu", "delegate=" + delegate);
+        Files.write(new File(copy, EvalJob.JOB_FILE).toPath(), properties.getBytes(StandardCharsets.UTF_8));
+        return copy;
+    }
+
+    @Test
+    public void aDelegateThatCannotLoadEndsTheJobWithAnErrorStatus() throws Exception {
+        Throwable[] failures = {
+            new UnsatisfiedLinkError("dlopen failed: library \"libtensorflowlite_gpu_jni.so\" not found"),
+            new NoClassDefFoundError("org/tensorflow/lite/gpu/GpuDelegate"),
+            new IllegalArgumentException("Internal error: Failed to apply delegate"),
+        };
+        for (Throwable failure : failures) {
+            File job = jobOn("gpu");
+            StandInFactory factory = factoryFailingAt(-1).failing(Accelerator.GPU, failure);
+            EvalStatus status = EvalSession.run(job, factory, null);
+            EvalStatus onDisk = EvalStatus.read(new File(job, EvalJob.STATUS_FILE));
+            assertEquals(EvalStatus.State.ERROR, onDisk.state);
+            assertEquals("gpu unavailable (" + Failures.describe(failure) + ")", onDisk.error);
+            assertEquals(status.error, onDisk.error);
+            assertEquals(EvalJob.read(job).numWindows(), onDisk.numWindows);
+            // Never a silent CPU run under the "gpu" label.
+            assertEquals(Arrays.asList(Accelerator.GPU), factory.attempts);
+            assertFalse(new File(job, EvalJob.SCORES_FILE).exists());
+        }
+    }
+
+    @Test
+    public void delegateLatenciesSayHowMuchOfTheGraphTheDelegateTook() throws Exception {
+        File unreported = jobOn("gpu");
+        EvalSession.run(unreported, factoryFailingAt(-1), null);
+        Properties status = properties(new File(unreported, EvalJob.STATUS_FILE));
+        assertEquals("done", status.getProperty("state"));
+        assertEquals("gpu", status.getProperty("delegate"));
+        assertEquals("possibly-partial", status.getProperty("latency_coverage"));
+        assertNull(status.getProperty("total_nodes"));
+
+        File reported = jobOn("nnapi");
+        EvalSession.run(reported, factoryFailingAt(-1).reporting(Accelerator.NNAPI, 118, 130), null);
+        status = properties(new File(reported, EvalJob.STATUS_FILE));
+        assertEquals("nnapi", status.getProperty("delegate"));
+        assertEquals("partial", status.getProperty("latency_coverage"));
+        assertEquals("118", status.getProperty("delegated_nodes"));
+        assertEquals("130", status.getProperty("total_nodes"));
+        EvalStatus back = EvalStatus.read(new File(reported, EvalJob.STATUS_FILE));
+        assertEquals(118, back.delegation.delegatedNodes());
+        assertEquals(Delegation.Coverage.PARTIAL, back.delegation.coverage());
+    }
+
+    private static Properties properties(File file) throws IOException {
+        Properties properties = new Properties();
+        try (InputStream in = new FileInputStream(file);
+                Reader reader = new InputStreamReader(in, StandardCharsets.UTF_8)) {
+            properties.load(reader);
+        }
+        return properties;
     }
 }
