@@ -14,7 +14,7 @@ def register(subparsers) -> None:
         help="compare two `lean eval` JSON results class by class (paper's Table II)",
         description=(
             "Count the classes whose AP in B is higher than in A, and higher by at least 5, 10 "
-            "and 20 %% relative ((AP_B - AP_A) / AP_A), over the classes scored in both; list the "
+            "and 20 % relative ((AP_B - AP_A) / AP_A), over the classes scored in both; list the "
             "largest gains and losses by class."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,

@@ -20,7 +20,7 @@ def register(subparsers) -> None:
         "eval",
         help="evaluate a run directory, .keras or .tflite model on a dataset split",
         description=(
-            "Cut every clip of the split into windows of the model's input length with 50 %% "
+            "Cut every clip of the split into windows of the model's input length with 50 % "
             "overlap (--window-hop) (short clips repeated to one window), decoded to the model's sample rate "
             "and channels, predict them in batches, pool window scores per clip and report the "
             "task's metrics: per-class AP and ROC-AUC, mAP, mAUC and d' for a multilabel "

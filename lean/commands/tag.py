@@ -17,7 +17,7 @@ def register(subparsers) -> None:
         description=(
             "Decode each file (any rate and channel count) to the model's input (its sample "
             "rate and channels, from the run's config or the .tflite's metadata), cut it into "
-            "windows of the model's length with 50 %% overlap as `lean eval` does, and print the "
+            "windows of the model's length with 50 % overlap as `lean eval` does, and print the "
             "top-k labels of the clip (window scores pooled) or, with --windows, of every "
             "window with its start time. A file that cannot be decoded gets a one-line error; "
             "the others are still tagged."
