@@ -463,6 +463,10 @@ def _convert_in_this_process(model, quantization: QuantizationConfig, windows, p
                                                       quantization, windows, probe_windows,
                                                       progress)
     details["float_nodes"] = denylisted
+    # What must be float by design (frontends, softmax layers, the head), as opposed to layer
+    # groups kept float for accuracy: an op of those may stay int8 (a max pooling between int8
+    # neighbours) without harm, and the val score of the written file is what judges them.
+    details["required_float_nodes"] = base_denylisted
     _stage(f"quantizing to int8 with {len(denylisted)} float nodes kept")
     quantized, restored, corrected = _quantize(calibrated, denylisted, quantization, windows)
     details["float_inputs_restored"] = restored

@@ -600,7 +600,11 @@ def _verify(staged: Path, output: Path, run_dir: Path, config, quantization, can
         "ops": op_table(ops),
         "float_ops_after_frontend": float_ops_outside(ops, details["float_nodes"])
         if quantization.mode == "int8" else [],
-        "int8_ops_in_float_layers": int8_ops_inside(ops, details["float_nodes"]),
+        "int8_ops_in_float_layers": int8_ops_inside(
+            ops, details.get("required_float_nodes", details["float_nodes"])),
+        "int8_ops_in_float_groups": int8_ops_inside(ops, [
+            node for node in details["float_nodes"]
+            if node not in set(details.get("required_float_nodes", details["float_nodes"]))]),
         "export_ready_parity": parity,
         "output_difference": output_difference(float_scores, exported_scores),
         # The frontends' and attention layers' own outputs, float vs exported: an int8 underflow

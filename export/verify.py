@@ -531,6 +531,8 @@ def render_markdown(report: dict) -> str:
         f"| int8 activation ranges | {_ranges_text(report.get('activation_ranges'))} |",
         f"| layer groups kept float (fallback, --keep-float) | "
         f"{', '.join(report.get('float_groups', [])) or 'none'} |",
+        f"| their ops the converter kept int8 (data moving, e.g. pooling) | "
+        f"{len(report.get('int8_ops_in_float_groups', []))} |",
         f"| frontend formulation | {report.get('frontend_formulation', '-')} |",
         f"| tensor names stripped | {report.get('tensor_names_stripped', '-')} |",
         f"| conversion | {_number(report.get('conversion_seconds'), 1)} s |",

@@ -180,6 +180,10 @@ def test_keep_float_names_a_group_and_an_unknown_one_is_an_error(hostile_convers
     kept = dataclasses.replace(quantization, float_groups=("hostile_1",))
     _, details = convert_model(model, kept, calibration, progress=False)
     assert [name.rsplit("/", 1)[-1] for name in details["float_groups"]] == ["hostile_1"]
+    # A kept group is float for accuracy, not by design: the design's float nodes stay apart.
+    group_nodes = set(details["groups"][details["float_groups"][0]])
+    assert group_nodes <= set(details["float_nodes"])
+    assert not group_nodes & set(details["required_float_nodes"])
     unknown = dataclasses.replace(quantization, float_groups=("no_such_layer",))
     with pytest.raises(LeanError, match="--keep-float 'no_such_layer' matches no layer group"):
         convert_model(model, unknown, calibration, progress=False)
