@@ -9,7 +9,7 @@ same machine load.
 
     python benchmarks/suite/zoo.py --data DIR --model resnet18 --model cab_cnn:seconds=5 \\
         [--model att_crnn ...] [--epochs 3] [--batch-size 16] [--lr 1e-3] [--out zoo/] \\
-        [--rounds 3] [--runs 50] [--json zoo.json] [--markdown zoo.md]
+        [--rounds 3] [--runs 50] [--reuse-exports] [--json zoo.json] [--markdown zoo.md]
 
 A model is `NAME` or `NAME:KEY=VALUE,KEY=VALUE` (family params, as `lean train --param`). Runs
 are trained with `lean train` into OUT/runs/ (a rerun reuses finished runs), exported with
@@ -99,10 +99,24 @@ def interleaved_latency(paths: dict[str, Path], rounds: int, runs: int) -> dict[
     return {name: float(np.median(values)) for name, values in medians.items()}
 
 
-def measure(args) -> dict:
-    from lean.config import RunConfig, load_json
+def export_with_defaults(spec: ModelSpec, run_dir: Path, path: Path, mode: str,
+                         latency_runs: int) -> tuple[dict, str]:
+    """(report, "passed" | "refused"): lean-export's defaults, as a user gets them (the val gate
+    with the float fallback); a model the gate still refuses is exported plain with the gate
+    open, so that its file is timed and its drop shown."""
     from lean.errors import LeanError
     from lean_export.export import export_run
+
+    try:
+        return export_run(run_dir, path, mode, latency_runs=latency_runs, progress=False), "passed"
+    except LeanError as refusal:
+        print(f"zoo: {spec.label}: {refusal}", file=sys.stderr)
+        return export_run(run_dir, path, mode, max_drop=1.0, fallback="none",
+                          latency_runs=latency_runs, progress=False), "refused"
+
+
+def measure(args) -> dict:
+    from lean.config import RunConfig, load_json
     from lean_export.verify import multiply_accumulates
 
     out = Path(args.out)
@@ -117,16 +131,14 @@ def measure(args) -> dict:
         is_reference = spec == reference
         mode = "float32" if is_reference else "int8"
         path = models_dir / f"{spec.slug}_{mode}.tflite"
-        # The exporter's defaults, as a user gets them: the val gate with the float fallback.
-        try:
-            report = export_run(run_dir, path, mode, latency_runs=args.runs, progress=False)
-            gate = "passed"
-        except LeanError as refusal:
-            # Still refused after the fallback: the plain int8 file is timed and its drop shown.
-            print(f"zoo: {spec.label}: {refusal}", file=sys.stderr)
-            gate = "refused"
-            report = export_run(run_dir, path, mode, max_drop=1.0, fallback="none",
-                                latency_runs=args.runs, progress=False)
+        report_path = path.with_suffix(".report.json")
+        if args.reuse_exports and path.is_file() and report_path.is_file():
+            # A file an earlier zoo run wrote (a gate-refused one was re-exported with the gate
+            # open, max_drop 1.0).
+            report = json.loads(report_path.read_text())
+            gate = "refused" if report.get("max_drop") == 1.0 else "passed"
+        else:
+            report, gate = export_with_defaults(spec, run_dir, path, mode, args.runs)
         quality = report["quality"].get("eval") or report["quality"]["val"]
         total, trainable = parameter_counts(run_dir)
         spec_input = config.model.input
@@ -214,6 +226,8 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=Path("zoo"), help="runs and models go here")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved latency rounds")
     parser.add_argument("--runs", type=int, default=50, help="timed runs per round (>= 50)")
+    parser.add_argument("--reuse-exports", action="store_true",
+                        help="use a model's .tflite and report that OUT/models already holds")
     parser.add_argument("--json", type=Path, default=None, help="write the result here")
     parser.add_argument("--markdown", type=Path, default=None, help="write the table here")
     args = parser.parse_args(argv)
