@@ -42,5 +42,5 @@ def test_gpu_check_dry_run_passes_every_check(tmp_path):
     assert (out / "lean_int8.tflite").stat().st_size > 1_000_000
     pipeline = json.loads((out / "input_pipeline.json").read_text())
     assert pipeline["train_on"] == "cpu" and pipeline["pipeline_cores"] == [1]
-    assert set(pipeline["variants"]) == {"cached", "cold"}
+    assert set(pipeline["variants"]) == {"cached", "cold", "mixup"}
     assert lines[-1].startswith("gpu_check: all checks passed in ")
