@@ -577,6 +577,9 @@ def _verify(staged: Path, output: Path, run_dir: Path, config, quantization, can
     model_bytes = staged.read_bytes()
     # Op checks read the names the conversion gave (the written file may have them stripped).
     ops = op_list(candidate.model_bytes)
+    # Float by design (frontends, softmax layers, head); the rest of float_nodes are layer groups
+    # the fallback or --keep-float chose.
+    required_float = set(details.get("required_float_nodes", details["float_nodes"]))
     metadata = read_metadata(staged)
     exported_scores = load_predictor(staged).predict(held_out)
     report = {
@@ -600,11 +603,9 @@ def _verify(staged: Path, output: Path, run_dir: Path, config, quantization, can
         "ops": op_table(ops),
         "float_ops_after_frontend": float_ops_outside(ops, details["float_nodes"])
         if quantization.mode == "int8" else [],
-        "int8_ops_in_float_layers": int8_ops_inside(
-            ops, details.get("required_float_nodes", details["float_nodes"])),
+        "int8_ops_in_float_layers": int8_ops_inside(ops, required_float),
         "int8_ops_in_float_groups": int8_ops_inside(ops, [
-            node for node in details["float_nodes"]
-            if node not in set(details.get("required_float_nodes", details["float_nodes"]))]),
+            node for node in details["float_nodes"] if node not in required_float]),
         "export_ready_parity": parity,
         "output_difference": output_difference(float_scores, exported_scores),
         # The frontends' and attention layers' own outputs, float vs exported: an int8 underflow
