@@ -171,6 +171,29 @@ def test_the_hostile_layer_ranks_first_and_keeping_it_float_fixes_int8(hostile_c
     assert dtypes["hostile_1"] == "float32" and dtypes["mixer_1"] == "int8"
 
 
+def test_denylisting_whole_op_types_quantizes_exactly_as_denylisting_each_op(
+        hostile_conversion):
+    from tensorflow.lite.python import convert as tflite_convert
+
+    from lean_export.convert import CALIBRATED_FILE, _denylist_by_type
+    from lean_export.verify import op_list
+
+    _, _, _, details, workdir, _, _, _ = hostile_conversion
+    calibrated = (workdir / CALIBRATED_FILE).read_bytes()
+    type_of = {op["output_name"]: op["op"] for op in op_list(calibrated) if op["output_indices"]}
+    for group, nodes in details["groups"].items():
+        denylisted = [name for name in type_of if name not in set(nodes)]
+        op_types, names = _denylist_by_type(calibrated, denylisted)
+        # The group's own op types stay named op by op (another layer's FULLY_CONNECTED); the
+        # types it lacks go whole.
+        assert op_types and not set(op_types) & {type_of[name] for name in nodes}, group
+        assert len(names) < len(denylisted)
+        by_name = tflite_convert.mlir_quantize(calibrated, denylisted_nodes=denylisted)
+        by_type = tflite_convert.mlir_quantize(calibrated, denylisted_ops=op_types,
+                                               denylisted_nodes=names)
+        assert by_type == by_name, group
+
+
 def test_keep_float_names_a_group_and_an_unknown_one_is_an_error(hostile_conversion):
     import dataclasses
 

@@ -326,6 +326,8 @@ def test_bad_params_are_one_line_errors(tagger_run):
         (dict(tagger=str(tagger_run)), "is unused: set tag_concat"),
         (dict(tagger=str(tagger_run), tag_attention_heads=3), "must be 0 \\(off\\) or 2-32"),
         (dict(tagger=str(tagger_run), tag_attention_heads=64), "must be 0 \\(off\\) or 2-32"),
+        (dict(tagger=str(tagger_run), tag_attention_heads=32, filters=32),
+         "leaves one of filters=32 per head, whose softmax is always 1"),
         (dict(tagger=str(tagger_run), tag_concat="codecat", tag_layers=6), "must be 0 to 5"),
         (dict(tagger=str(tagger_run), tag_concat="codecat", tag_attention_heads=2,
               shared_transform=True), "shared_transform needs tag_concat=before_code"),

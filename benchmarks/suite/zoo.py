@@ -11,7 +11,8 @@ same machine load.
         [--model att_crnn ...] [--epochs 3] [--batch-size 16] [--lr 1e-3] [--out zoo/] \\
         [--rounds 3] [--runs 50] [--reuse-exports] [--json zoo.json] [--markdown zoo.md]
 
-A model is `NAME` or `NAME:KEY=VALUE,KEY=VALUE` (family params, as `lean train --param`). Runs
+A model is `NAME` or `NAME:KEY=VALUE,KEY=VALUE` (family params, as `lean train --param`;
+`input=RATE:CHANNELS:SECONDS` is `lean train --input`, e.g. `scene_cnn:input=16000:2:2.0`). Runs
 are trained with `lean train` into OUT/runs/ (a rerun reuses finished runs), exported with
 `lean-export`'s defaults into OUT/models/ (the val gate with the float fallback; a model the
 gate still refuses is exported plain int8, timed, and marked so); every model is trained with `--trainable-backbone`, since no
@@ -68,7 +69,10 @@ def train(spec: ModelSpec, args, runs_dir: Path) -> Path:
                "--out", str(run_dir), "--model", spec.name, "--epochs", str(args.epochs),
                "--batch-size", str(args.batch_size), "--lr", str(args.lr), "--seed",
                str(args.seed), "--trainable-backbone", "--no-progress"]
-    command += [item for param in spec.params for item in ("--param", param)]
+    for param in spec.params:
+        key, _, value = param.partition("=")
+        # input=RATE:CHANNELS:SECONDS is lean train's --input, not a family param.
+        command += ["--input", value] if key == "input" else ["--param", param]
     if args.fold is not None:
         command += ["--fold", str(args.fold)]
     if args.max_windows_per_epoch:

@@ -132,6 +132,10 @@ def _check_params(params: SceneCnnParams) -> None:
     if heads and not (MIN_HEADS <= heads <= MAX_HEADS and params.filters % heads == 0):
         raise _error(f"tag_attention_heads={heads} must be 0 (off) or {MIN_HEADS}-{MAX_HEADS} "
                      f"and divide filters={params.filters}")
+    if heads and params.filters // heads < 2:
+        # A head of one filter: its softmax is 1 whatever the tags say (Keras warns, trains on).
+        raise _error(f"tag_attention_heads={heads} leaves one of filters={params.filters} per "
+                     "head, whose softmax is always 1; use fewer heads or more filters")
     if params.shared_transform and (params.tag_concat != "before_code" or not heads
                                     or params.attention_layers != params.tag_layers):
         raise _error("shared_transform needs tag_concat=before_code, tag_attention_heads > 0 "
