@@ -44,7 +44,7 @@ CALIBRATION_SAMPLINGS = ("random", "stratified")
 FALLBACK_MODES = ("auto", "none")
 # Most layer groups the fallback keeps float before it gives up.
 DEFAULT_FALLBACK_STEPS = 8
-FRONTEND_FORMULATIONS = {"dft": "dft_matmul", "rfft": "rfft"}
+FRONTEND_FORMULATIONS = {"dft": "dft_matmul", "rfft": "rfft", "fft": "fft_matmul"}
 # Largest allowed drop of the task's primary score (val mAP or accuracy), float -> exported.
 DEFAULT_MAX_DROP = 0.01
 # Keras model vs its export-ready rebuild: the same float math reordered (unrolled LSTM, static

@@ -174,3 +174,35 @@ def test_mse_ranges_bring_int8_closer_to_float_than_minmax(tmp_path):
     assert summaries["mse"]["method"] == "mse" and summaries["mse"]["narrowed"] >= 1
     assert summaries["mse"]["max_narrowing"] > 1.5
     assert errors["mse"] < errors["minmax"]
+
+
+def test_weight_granularity_sets_one_scale_per_tensor_where_asked():
+    import keras
+
+    from ai_edge_litert import schema_py_generated as schema
+
+    from lean.config import InputSpec
+    from lean_export.convert import QuantizationConfig, build_serving_model, convert_model
+    from lean_export.verify import op_list
+
+    keras.utils.set_random_seed(0)
+    samples = 256
+    waveform = keras.Input((samples,), batch_size=1, name="waveform")
+    x = keras.layers.Reshape((16, 16, 1))(waveform)
+    x = keras.layers.Conv2D(8, 3, name="conv", bias_initializer="ones")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    x = keras.layers.Dense(12, name="dense", bias_initializer="ones")(x)
+    model = build_serving_model(keras.Model(waveform, x), InputSpec(sample_rate=samples))
+    calibration = np.random.default_rng(0).standard_normal((16, samples)).astype(np.float32)
+
+    def weight_scales(granularity: str) -> dict[str, int]:
+        quantization = QuantizationConfig.create_full_integer(
+            float_frontends=False, float_output_head=False, weight_granularity=granularity)
+        model_bytes, _ = convert_model(model, quantization, calibration, progress=False)
+        graph = schema.Model.GetRootAs(model_bytes, 0).Subgraphs(0)
+        return {op["op"]: graph.Tensors(op["input_indices"][1]).Quantization().ScaleLength()
+                for op in op_list(model_bytes) if op["op"] in ("CONV_2D", "FULLY_CONNECTED")}
+
+    assert weight_scales("per_channel") == {"CONV_2D": 8, "FULLY_CONNECTED": 12}
+    assert weight_scales("dense_per_tensor") == {"CONV_2D": 8, "FULLY_CONNECTED": 1}
+    assert weight_scales("per_tensor") == {"CONV_2D": 1, "FULLY_CONNECTED": 1}

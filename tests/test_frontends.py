@@ -92,7 +92,7 @@ def test_layer_gives_the_first_96_frames_of_each_window():
         )
 
 
-@pytest.mark.parametrize("formulation", ["dft_matmul", "rfft"])
+@pytest.mark.parametrize("formulation", ["dft_matmul", "rfft", "fft_matmul"])
 def test_both_formulations_give_the_reference_patch(formulation):
     from lean.frontends import YamnetLogMelConfig
 
@@ -204,7 +204,7 @@ def assert_log_spectra_close(actual, expected, atol: float, within_db: float = 8
 KALDI_ATOL = 1e-3
 
 
-@pytest.mark.parametrize("formulation", ["dft_matmul", "rfft"])
+@pytest.mark.parametrize("formulation", ["dft_matmul", "rfft", "fft_matmul"])
 @pytest.mark.parametrize("kind", list(_signals()))
 def test_kaldi_fbank_matches_kaldi_native_fbank(kind, formulation):
     waveform = _signals(seconds=1.0)[kind].astype(np.float32)
@@ -276,7 +276,7 @@ def test_log_mel_matches_librosa(kind):
     assert_log_spectra_close(actual, expected[:80], LOG_MEL_ATOL)
 
 
-@pytest.mark.parametrize("formulation", ["dft_matmul", "rfft"])
+@pytest.mark.parametrize("formulation", ["dft_matmul", "rfft", "fft_matmul"])
 def test_log_mel_variants_match_librosa(formulation):
     # HTK mel, no area normalisation, magnitude spectrum, and the other two framings.
     waveform = _signals(PHAN_RATE, seconds=1.0)["speech"].astype(np.float32)
@@ -537,6 +537,38 @@ def test_every_frontend_converts_to_float32_tflite_builtins(every_frontend, tmp_
     expected = model(waveform).numpy()
     np.testing.assert_allclose(interpreter.get_tensor(out["index"]), expected, atol=1e-4,
                                rtol=1e-5)
+
+
+def test_fft_matmul_yamnet_log_mel_runs_in_tflite_without_rfft(tmp_path):
+    import tensorflow as tf
+    from ai_edge_litert.interpreter import Interpreter
+
+    from lean.frontends import YamnetLogMelConfig, _fft_matmul_constants
+
+    waveform = keras.Input((SAMPLE_RATE,), batch_size=1)
+    layer = YamnetLogMel(YamnetLogMelConfig(formulation="fft_matmul"))
+    model = keras.Model(waveform, layer(waveform))
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    model_bytes = converter.convert()
+    interpreter = Interpreter(model_content=model_bytes, num_threads=1)
+    interpreter.allocate_tensors()
+    ops = {op["op_name"] for op in interpreter._get_ops_details()}
+    assert "RFFT2D" not in ops and "COMPLEX_ABS" not in ops and "FULLY_CONNECTED" in ops
+    assert not any(op.startswith("Flex") or op in ("WHILE", "CUSTOM") for op in ops)
+    signals = _signals()
+    clip = (signals["speech"] + signals["tonal"])[:SAMPLE_RATE].astype(np.float32)[None]
+    (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
+    interpreter.set_tensor(inp["index"], clip)
+    interpreter.invoke()
+    dft = YamnetLogMel(YamnetLogMelConfig(formulation="dft_matmul"))(clip).numpy()
+    np.testing.assert_allclose(interpreter.get_tensor(out["index"]), dft, atol=2e-3, rtol=0)
+    # 512 = 32 x 16: [32, 64], two [16, 32] twiddle tables and [32, 16] are all the constants
+    # besides the mel matrix; the folded DFT matrix alone is [400, 470].
+    inner, outer, rows, *matrices = _fft_matmul_constants(512, 240)
+    assert (inner, outer, rows) == (16, 32, 8)
+    assert sum(matrix.size for matrix in matrices) == 32 * 64 + 2 * 16 * 32 + 32 * 16
+    assert len(model_bytes) < 0.2 * 400 * 470 * 4
 
 
 def test_frontends_compute_in_float32_under_mixed_precision():

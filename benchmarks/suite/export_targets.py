@@ -3,15 +3,16 @@
 Targets (issue 18): each `--int8` LEAN file, written by the exporter itself with its gate at
 --max-drop 0.005 and the float fallback on (as a user runs `lean-export`), loses at most 0.005
 mAP on val and on eval (bootstrap intervals reported), runs on the host (LiteRT + XNNPACK,
-1 thread) within 1.3x the float32 export of the `yamnet` model, and is at most 5.5 MB with the
-RFFT frontend. Every file is made by `lean_export.export.export_run`, so the numbers are those
+1 thread) within 1.3x the float32 export of the `yamnet` model, and is at most 5.5 MB with a
+small frontend (--frontend-formulation: rfft, the builtin RFFT2D, by default; fft, the FFT as
+two small matmuls, is as small and faster). Every file is made by `lean_export.export.export_run`, so the numbers are those
 of `lean-export`. Latency is measured in interleaved rounds (fresh process per measurement, the
 same fixed window) because this host is shared: the ratio uses the median of the per-round
 medians.
 
 --lean-run may be given several times (e.g. models trained with different settings); the first
-one is also exported with the windowed-DFT frontend (the size and latency of both
-formulations side by side) and, with --methods, with each int8 method of `lean-export` alone
+one is also exported with the other frontend formulations (the size and latency of all three
+side by side) and, with --methods, with each int8 method of `lean-export` alone
 (fallback off): output difference to float and val/eval drop per method.
 
 With --breakdown, every family member is also exported int8 (weights as built, calibrated on
@@ -19,7 +20,7 @@ the same data) and timed in the same rounds.
 
     python benchmarks/suite/export_targets.py --lean-run runs/lean_a --lean-run runs/lean_b \
         --yamnet-run runs/yamnet [--data DIR] [--out DIR] [--rounds 5] [--runs 100] \
-        [--methods] [--breakdown] [--json results.json] [--strict]
+        [--frontend-formulation F] [--weight-granularity G] [--methods] [--breakdown] [--json results.json] [--strict]
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ quiet_tensorflow()
 MAX_SIZE_BYTES = 5_500_000  # 5.5 MB (10^6 bytes) with the RFFT frontend
 MAX_MAP_DROP = 0.005
 MAX_LATENCY_RATIO = 1.3
+FORMULATIONS = ("rfft", "dft", "fft")  # lean-export --frontend-formulation
 BREAKDOWN_MEMBERS = ("yamnet", "yamnet_proj", "joint", "lean")
 # Each int8 method of lean-export alone, on the first LEAN run (fallback off, so the method's
 # own effect is measured): name -> export_run arguments besides the defaults.
@@ -48,6 +50,7 @@ METHODS = {
     "entropy": {"activation_ranges": "entropy"},
     "stratified400": {"calibration_sampling": "stratified", "calibration_count": 400},
     "per_tensor": {"weight_granularity": "per_tensor"},
+    "dense_per_tensor": {"weight_granularity": "dense_per_tensor"},
     "bias_correction": {"bias_correction": True},
     "float_cell": {"float_groups": ("[elementwise]",)},
 }
@@ -125,6 +128,14 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=Path("export_targets"), help="where the files go")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved latency rounds")
     parser.add_argument("--runs", type=int, default=100, help="timed invocations per round (>= 50)")
+    parser.add_argument("--frontend-formulation", default="rfft", choices=FORMULATIONS,
+                        help="lean-export --frontend-formulation of the LEAN files (default "
+                             "rfft, the issue's size target; the first run is also exported "
+                             "with the others)")
+    parser.add_argument("--weight-granularity", default="per_channel",
+                        choices=("per_channel", "per_tensor", "dense_per_tensor"),
+                        help="lean-export --weight-granularity of the LEAN files (default "
+                             "per_channel)")
     parser.add_argument("--breakdown", action="store_true", help="also time every family member int8")
     parser.add_argument("--methods", default=None, metavar="all|NAME,NAME",
                         help="also export the first LEAN run with each int8 method alone "
@@ -147,20 +158,26 @@ def main(argv=None) -> int:
     # The float model of each run is evaluated once for all of its exports.
     float_reports = {run: {} for run in args.lean_run}
     for number, run in enumerate(args.lean_run, 1):
-        name = f"lean {number} int8 rfft"
-        path = args.out / f"lean{number}_int8_rfft.tflite"
-        exports[name] = (run, path, _export(run, path, "int8", max_drop=MAX_MAP_DROP,
-                                            frontend_formulation="rfft",
+        name = f"lean {number} int8 {args.frontend_formulation}"
+        path = args.out / f"lean{number}_int8_{args.frontend_formulation}.tflite"
+        exports[name] = (run, path, _export(run, path, QuantizationConfig.create_full_integer(
+                                                weight_granularity=args.weight_granularity),
+                                            max_drop=MAX_MAP_DROP,
+                                            frontend_formulation=args.frontend_formulation,
                                             float_reports=float_reports[run], **common))
         if number == 1:
-            # The same int8 file with the DFT-matmul frontend: the groups the fallback kept
-            # float above stay float, so only the formulation differs.
-            dft_name, dft_path = "lean 1 int8 dft", args.out / "lean1_int8_dft.tflite"
+            # The same int8 file with the other frontend formulations: the groups the fallback
+            # kept float above stay float, so only the formulation differs.
             kept = tuple(exports[name][2].get("float_groups", []))
-            exports[dft_name] = (run, dft_path, _export(
-                run, dft_path, QuantizationConfig.create_full_integer(float_groups=kept),
-                max_drop=MAX_MAP_DROP, frontend_formulation="dft", fallback="none",
-                sensitivity=False, float_reports=float_reports[run], **common))
+            for other in FORMULATIONS:
+                if other == args.frontend_formulation:
+                    continue
+                other_path = args.out / f"lean1_int8_{other}.tflite"
+                exports[f"lean 1 int8 {other}"] = (run, other_path, _export(
+                    run, other_path, QuantizationConfig.create_full_integer(
+                        float_groups=kept, weight_granularity=args.weight_granularity),
+                    max_drop=MAX_MAP_DROP, frontend_formulation=other, fallback="none",
+                    sensitivity=False, float_reports=float_reports[run], **common))
     models.update({name: path for name, (_, path, report) in exports.items()
                    if "refused" not in report})
     methods = {}
@@ -180,7 +197,7 @@ def main(argv=None) -> int:
             extra = {key: value for key, value in kwargs.items()
                      if key in ("calibration_sampling", "calibration_count")}
             report = _export(first, path, quantization, max_drop=1.0, fallback="none",
-                             sensitivity=False, frontend_formulation="rfft",
+                             sensitivity=False, frontend_formulation=args.frontend_formulation,
                              float_reports=float_reports[first], **common, **extra)
             methods[method] = {"output_difference": report["output_difference"],
                                "quality": _quality_rows(report),
@@ -224,13 +241,14 @@ def main(argv=None) -> int:
         "latency": latency,
         "yamnet_float32_file_size_bytes": yamnet_report["file_size_bytes"],
         "host": host_description(),
+        "weight_granularity": args.weight_granularity,
         "rounds": args.rounds,
         "runs_per_round": args.runs,
     }
 
     print(f"\n{host_place()}, {args.rounds} rounds x {args.runs} runs, 1 thread; limits: drop "
           f"<= {MAX_MAP_DROP} on val and eval, latency <= {MAX_LATENCY_RATIO}x yamnet float32 "
-          f"({yamnet_ms:.3f} ms), size <= {MAX_SIZE_BYTES / 1e6} MB (rfft)")
+          f"({yamnet_ms:.3f} ms), size <= {MAX_SIZE_BYTES / 1e6} MB")
     for name, summary in summaries.items():
         target = targets[name]
         print(f"\n{name} ({summary['run']}): "
@@ -253,7 +271,8 @@ def main(argv=None) -> int:
         print("  bytes: " + ", ".join(f"{part} {value:,}" for part, value in
                                       summary["size_breakdown"].items()))
     if methods:
-        print("\nint8 methods alone on the first LEAN run (rfft frontend, fallback off):")
+        print(f"\nint8 methods alone on the first LEAN run ({args.frontend_formulation} "
+              "frontend, fallback off):")
         for method, values in methods.items():
             quality = values["quality"]
             drops = ", ".join(f"{split} drop {q['drop']:+.4f} (95% {q['drop_bootstrap']['low']:+.4f}"

@@ -1,7 +1,7 @@
 """Measures exact formulations of the frontends as float32 TFLite, side by side.
 
 YAMNet's log-mel: each candidate maps a [1, 16000] waveform to the [1, 96, 64] log-mel patch.
-`lean.frontends.Spectrogram`: its two formulations (dft_matmul, rfft) for each named config
+`lean.frontends.Spectrogram`: its three formulations (dft_matmul, rfft, fft_matmul) for each named config
 (Kaldi fbank on 1 s at 16 kHz; log-mel and log-Gammatone on 2 s at 22.05 kHz). For each:
 whether it converts with TFLite builtin ops only, its op count, its file size, its max abs
 difference from the Keras layer, and its median LiteRT latency (XNNPACK, 1 thread).
@@ -92,6 +92,10 @@ def _candidates(config):
         # lean.frontends.YamnetLogMel as it is.
         return _log_mel_from_frames(_patch_frames(waveform, config, 16000), config, 16000)
 
+    from lean.frontends import YamnetLogMel
+
+    shipped_rfft = YamnetLogMel(dataclasses.replace(config, formulation="rfft"))
+    shipped_fft_matmul = YamnetLogMel(dataclasses.replace(config, formulation="fft_matmul"))
     return {
         "stft_rfft": ("tf.signal.stft + abs (RFFT2D, COMPLEX_ABS)", stft_rfft),
         "yamnet_tflite_dft": ("YAMNet tflite_compatible: 512-pad, 2 x [512,257] matmuls, 25.8M MACs", yamnet_tflite_dft),
@@ -100,6 +104,9 @@ def _candidates(config):
         "folded_used_bins_conv": ("folded [400,470] as strided CONV_2D", folded_used_bins_conv),
         "folded_used_bins_static_slices": ("folded [400,470], frames from static slices", folded_used_bins_static_slices),
         "shipped": ("lean.frontends.YamnetLogMel", shipped),
+        "shipped_rfft": ("YamnetLogMel formulation=rfft (RFFT2D, COMPLEX_ABS)", shipped_rfft),
+        "shipped_fft_matmul": ("YamnetLogMel formulation=fft_matmul (32 x 16 Cooley-Tukey, "
+                               "4.7M MACs)", shipped_fft_matmul),
     }
 
 
@@ -174,7 +181,7 @@ def measure_spectrograms(runs: int) -> list[dict]:
     rows = []
     for config_name, (base, rate, samples) in configs.items():
         waveform = (0.1 * rng.standard_normal((1, samples))).astype(np.float32)
-        for formulation in ("dft_matmul", "rfft"):
+        for formulation in ("dft_matmul", "rfft", "fft_matmul"):
             layer = Spectrogram(dataclasses.replace(base, formulation=formulation), rate)
             expected = layer(waveform).numpy()
             row = {"name": f"{config_name}/{formulation}",
