@@ -340,7 +340,8 @@ def export_run(
         step, when the val drop exceeds `max_drop`, until it does not; "none" fails instead.
       max_fallback_steps: most layer groups the fallback keeps float.
       calibration_sampling: "random" or "stratified" (every class in turn).
-      frontend_formulation: None (the run's), "dft" (windowed-DFT matmul) or "rfft" (RFFT2D).
+      frontend_formulation: None (the run's), "dft" (windowed-DFT matmul), "rfft" (RFFT2D) or "fft"
+        (the FFT as two small matmuls).
       strip_names: empty the names of the tensors no runtime reads (a smaller file).
       sensitivity: int8 only: measure each layer group's error alone (the report's table and
         the fallback's order; without it the fallback cannot run).
