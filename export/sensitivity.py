@@ -27,10 +27,10 @@ DATA_MOVING_OPS = VALUE_MOVING_OPS + ("SHAPE", "PACK", "UNPACK", "SPLIT", "SPLIT
 # A group with more elementwise ops than this next to its weighted ops is split in two.
 SPLIT_ELEMENTWISE_OPS = 8
 MATMUL_PART, ELEMENTWISE_PART = "[matmul]", "[elementwise]"
-# Each group costs one quantization of the whole graph (3.5 s for LEAN on an idle core, 27 s
-# on this project's shared 2-core host): beyond this many groups, neighbouring groups of one
-# parent scope with the fewest multiply-adds are merged (YAMNet's 27 convolutions become
-# blocks of two or three layers).
+# Each group costs one quantization of the whole graph (LEAN: 1.2-2.7 s each, 26 s for its 16
+# groups on this project's 2-core host; att_crnn's 5,494 ops: 2-18 s each): beyond this many
+# groups, neighbouring groups of one parent scope with the fewest multiply-adds are merged
+# (YAMNet's 27 convolutions become blocks of two or three layers).
 MAX_GROUPS = 16
 
 
