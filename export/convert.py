@@ -29,6 +29,36 @@ CALIBRATED_FILE = "calibrated.tflite"
 FLOAT_NODES_FILE = "float_nodes.json"
 
 
+# Scratch folders carry the exporting process's id, so that the next export can tell the ones
+# a killed export left (tens of MB each: saved model, calibrated model) from a running one's.
+SCRATCH_PREFIX = "lean_export_"
+_SCRATCH_NAME = re.compile(rf"^{SCRATCH_PREFIX}(?:\w+?_)?pid(\d+)_")
+
+
+def scratch_directory(kind: str) -> tempfile.TemporaryDirectory:
+    """A temporary folder for one export step (`kind`: "convert", "work"), named with our pid."""
+    return tempfile.TemporaryDirectory(prefix=f"{SCRATCH_PREFIX}{kind}_pid{os.getpid()}_")
+
+
+def remove_abandoned_scratch(root: str | Path | None = None) -> list[Path]:
+    """Removes the scratch folders of exports whose process no longer exists; returns them."""
+    import shutil
+
+    removed = []
+    for path in Path(root or tempfile.gettempdir()).glob(f"{SCRATCH_PREFIX}*"):
+        match = _SCRATCH_NAME.match(path.name)
+        if not match or not path.is_dir():
+            continue
+        try:
+            os.kill(int(match.group(1)), 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+        except (PermissionError, OverflowError):
+            continue  # another user's live process (or no such pid at all on this system)
+    return removed
+
+
 @dataclass(frozen=True)
 class QuantizationConfig:
     """How the converter quantizes; build it with a `create_*` constructor."""
@@ -624,7 +654,7 @@ def convert_model(
             raise LeanError(
                 f"calibration windows have shape {calibration_windows.shape}, expected (N, {expected})"
             )
-    with tempfile.TemporaryDirectory(prefix="lean_export_") as scratch:
+    with scratch_directory("convert") as scratch:
         scratch = Path(scratch)
         model.save(scratch / "model.keras")
         if calibration_windows is not None:

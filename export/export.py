@@ -7,7 +7,6 @@ import datetime
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,8 @@ from lean_export.convert import (
     build_serving_model,
     convert_model,
     quantize_variants,
+    remove_abandoned_scratch,
+    scratch_directory,
 )
 from lean_export.metadata import AssociatedFile, AudioClassifierInfo, add_metadata, read_metadata
 from lean_export.verify import (
@@ -360,6 +361,10 @@ def export_run(
         # A kill -9 while verifying skips the clean-up below; nothing ever reads that copy.
         staged.unlink()
         _log(f"removed {staged}, left by an interrupted export", progress)
+    abandoned = remove_abandoned_scratch()
+    if abandoned:
+        _log(f"removed {len(abandoned)} scratch folder(s) that killed exports left in "
+             f"{abandoned[0].parent}", progress)
     if calibration_count < 1:
         raise LeanError(f"--calibration-windows must be at least 1, got {calibration_count}")
     if latency_runs < 50:
@@ -447,7 +452,7 @@ def export_run(
         path.write_bytes(final)
         return final
 
-    with tempfile.TemporaryDirectory(prefix="lean_export_work_") as workdir:
+    with scratch_directory("work") as workdir:
         _log(f"converting ({quantization.mode}) in a child process", progress)
         started = time.perf_counter()
         int8 = quantization.mode == "int8"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +14,17 @@ import test_export_support as support
 from lean.config import InputSpec
 from lean.errors import LeanError
 from lean_export.convert import MODES, QuantizationConfig, float_node_names
+
+
+@pytest.fixture(autouse=True)
+def own_temp_folder(tmp_path_factory, monkeypatch):
+    """Each test's scratch folders in its own temp folder: an export removes the ones killed
+    exports left in the temp folder, and says so, which the one-line error checks would see."""
+    import tempfile
+
+    folder = tmp_path_factory.mktemp("tmp")
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
 
 
 @pytest.fixture(scope="module")
@@ -144,6 +156,28 @@ def test_the_staged_copy_a_killed_export_left_is_removed_by_the_next_export(tmp_
     assert capsys.readouterr().err.splitlines() == [
         f"lean-export: removed {leftover}, left by an interrupted export"]
     assert list(output.parent.iterdir()) == []
+
+
+def test_scratch_folders_of_killed_exports_are_removed_by_the_next_export(own_temp_folder,
+                                                                         tmp_path, capsys):
+    from lean_export.convert import scratch_directory
+    from lean_export.export import export_run
+
+    finished = subprocess.Popen([sys.executable, "-c", "pass"])
+    finished.wait()  # its pid names a process that no longer exists
+    killed = own_temp_folder / f"lean_export_work_pid{finished.pid}_x1"
+    (killed / "inner").mkdir(parents=True)
+    (killed / "inner" / "calibrated.tflite").write_bytes(b"TFL3")
+    unrelated = own_temp_folder / "lean_export_notes"  # no pid in its name: not ours to judge
+    unrelated.mkdir()
+    with scratch_directory("work") as running:  # this process's: alive
+        with pytest.raises(LeanError, match="absent: no such run directory"):
+            export_run(tmp_path / "absent", tmp_path / "m.tflite", "float32")
+        assert capsys.readouterr().err.splitlines() == [
+            f"lean-export: removed 1 scratch folder(s) that killed exports left in "
+            f"{own_temp_folder}"]
+        assert sorted(path.name for path in own_temp_folder.iterdir()) == sorted(
+            [Path(running).name, unrelated.name])
 
 
 def test_cli_help_does_not_import_tensorflow():
