@@ -776,14 +776,14 @@ def _spectrum(frames, config: SpectrogramConfig, framing: Framing,
     if config.pre_emphasis:
         a = config.pre_emphasis
         x = tf.concat([x[..., :1] * (1.0 - a), x[..., 1:] - a * x[..., :-1]], axis=-1)
-    window = analysis_window(config, framing.window).astype(np.float32)
+    x = x * analysis_window(config, framing.window).astype(np.float32)
     if config.formulation == "fft_matmul":
-        real, imag = _fft_matmul(x * window, framing.fft_length, constants.stop_bin)
+        real, imag = _fft_matmul(x, framing.fft_length, constants.stop_bin)
         power = tf.square(real) + tf.square(imag)
         values = power if config.spectrum == "power" else tf.sqrt(power)
         return values[..., constants.first_bin:constants.stop_bin]
     # spectrum has shape [..., frames, fft_length // 2 + 1] (complex64).
-    spectrum = tf.signal.rfft(x * window, fft_length=[framing.fft_length])
+    spectrum = tf.signal.rfft(x, fft_length=[framing.fft_length])
     if config.spectrum == "magnitude":
         values = tf.abs(spectrum)
     else:

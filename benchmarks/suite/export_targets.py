@@ -39,7 +39,6 @@ quiet_tensorflow()
 MAX_SIZE_BYTES = 5_500_000  # 5.5 MB (10^6 bytes) with the RFFT frontend
 MAX_MAP_DROP = 0.005
 MAX_LATENCY_RATIO = 1.3
-FORMULATIONS = ("rfft", "dft", "fft")  # lean-export --frontend-formulation
 BREAKDOWN_MEMBERS = ("yamnet", "yamnet_proj", "joint", "lean")
 # Each int8 method of lean-export alone, on the first LEAN run (fallback off, so the method's
 # own effect is measured): name -> export_run arguments besides the defaults.
@@ -119,6 +118,9 @@ def _interleaved_latency(models: dict[str, Path], rounds: int, runs: int) -> dic
 
 
 def main(argv=None) -> int:
+    from lean_export.convert import WEIGHT_GRANULARITIES
+    from lean_export.export import FRONTEND_FORMULATIONS
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lean-run", type=Path, required=True, action="append",
@@ -128,12 +130,13 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=Path("export_targets"), help="where the files go")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved latency rounds")
     parser.add_argument("--runs", type=int, default=100, help="timed invocations per round (>= 50)")
-    parser.add_argument("--frontend-formulation", default="rfft", choices=FORMULATIONS,
+    parser.add_argument("--frontend-formulation", default="rfft",
+                        choices=tuple(FRONTEND_FORMULATIONS),
                         help="lean-export --frontend-formulation of the LEAN files (default "
                              "rfft, the issue's size target; the first run is also exported "
                              "with the others)")
     parser.add_argument("--weight-granularity", default="per_channel",
-                        choices=("per_channel", "per_tensor", "dense_per_tensor"),
+                        choices=WEIGHT_GRANULARITIES,
                         help="lean-export --weight-granularity of the LEAN files (default "
                              "per_channel)")
     parser.add_argument("--breakdown", action="store_true", help="also time every family member int8")
@@ -169,7 +172,7 @@ def main(argv=None) -> int:
             # The same int8 file with the other frontend formulations: the groups the fallback
             # kept float above stay float, so only the formulation differs.
             kept = tuple(exports[name][2].get("float_groups", []))
-            for other in FORMULATIONS:
+            for other in FRONTEND_FORMULATIONS:
                 if other == args.frontend_formulation:
                     continue
                 other_path = args.out / f"lean1_int8_{other}.tflite"
